@@ -1,0 +1,269 @@
+// The only file that knows pybind11: checks every array (dtype, contiguity, shape),
+// builds the plain views of common/views.h, releases the GIL and calls the CPU kernels
+// (the CUDA backend is reached the same way once it exists). Friendly, argument-naming
+// errors come from the Python layer; the checks here keep a direct call of _core from
+// ever reaching a kernel with a wrong buffer.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <optional>
+#include <vector>
+#include <limits>
+#include <string>
+
+#include "common/philox.h"
+#include "common/views.h"
+#include "cpu/kernels.h"
+#include "cuda/cuda_api.h"
+
+namespace py = pybind11;
+using F32 = py::array_t<float, py::array::c_style>;
+using F64 = py::array_t<double, py::array::c_style>;
+
+namespace {
+
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw py::value_error(msg);
+}
+
+void check_2d(const F32& a, const char* name, int64_t rows, int64_t cols) {
+  require(a.ndim() == 2, std::string(name) + " must be 2-D");
+  require((rows < 0 || a.shape(0) == rows) && (cols < 0 || a.shape(1) == cols),
+          std::string(name) + " has shape (" + std::to_string(a.shape(0)) + ", " +
+              std::to_string(a.shape(1)) + "), expected (" +
+              (rows < 0 ? std::string("*") : std::to_string(rows)) + ", " +
+              (cols < 0 ? std::string("*") : std::to_string(cols)) + ")");
+}
+
+void check_1d(const F32& a, const char* name, int64_t n) {
+  require(a.ndim() == 1 && a.shape(0) == n,
+          std::string(name) + " must have shape (" + std::to_string(n) + ",)");
+}
+
+uint32_t check_u32(int64_t v, const char* name) {
+  require(v >= 0 && v <= static_cast<int64_t>(std::numeric_limits<uint32_t>::max()),
+          std::string(name) + " must be in [0, 2**32)");
+  return static_cast<uint32_t>(v);
+}
+
+// W [n_v, n_h], WT [n_h, n_v], b [n_v], c [n_h]; written only by the update kernels.
+ebm::RbmView rbm_view(F32& W, F32& WT, F32& b, F32& c, bool writable) {
+  check_2d(W, "W", -1, -1);
+  const int64_t n_v = W.shape(0), n_h = W.shape(1);
+  check_2d(WT, "WT", n_h, n_v);
+  check_1d(b, "b", n_v);
+  check_1d(c, "c", n_h);
+  ebm::RbmView P;
+  if (writable) {
+    P.W = W.mutable_data(); P.WT = WT.mutable_data();
+    P.b = b.mutable_data(); P.c = c.mutable_data();
+  } else {
+    P.W = const_cast<float*>(W.data()); P.WT = const_cast<float*>(WT.data());
+    P.b = const_cast<float*>(b.data()); P.c = const_cast<float*>(c.data());
+  }
+  P.n_visible = n_v;
+  P.n_hidden = n_h;
+  return P;
+}
+
+ebm::RngView rng_view(uint64_t seed, int64_t step, int64_t chain_offset) {
+  ebm::RngView r;
+  r.seed = seed;
+  r.step = check_u32(step, "step");
+  r.chain_offset = check_u32(chain_offset, "chain_offset");
+  return r;
+}
+
+F32 new_f32(int64_t rows, int64_t cols) { return F32({rows, cols}); }
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "ebmfast compiled kernels (CPU: C++/OpenMP + BLAS; CUDA when built with it)";
+
+  // ---------------------------------------------------------------- build facts
+  m.attr("__version__") = EBMFAST_VERSION;
+#ifdef EBMFAST_WITH_CUDA
+  m.attr("cuda_compiled") = true;
+  m.attr("cuda_archs") = EBMFAST_CUDA_ARCHS;
+  m.def("cuda_device_count", &ebm::cuda::device_count);
+  m.def("cuda_device_name", &ebm::cuda::device_name, py::arg("index") = 0);
+  m.def("cuda_runtime_version", &ebm::cuda::runtime_version);
+#else
+  m.attr("cuda_compiled") = false;
+  m.attr("cuda_archs") = "";
+  m.def("cuda_device_count", []() { return 0; });
+  m.def("cuda_device_name", [](int) { return std::string(); }, py::arg("index") = 0);
+  m.def("cuda_runtime_version", []() { return 0; });
+#endif
+  m.def("set_num_threads", [](int n) {
+    require(n >= 1, "n_threads must be >= 1");
+    ebm::cpu::set_num_threads(n);
+  });
+  m.def("get_num_threads", &ebm::cpu::get_num_threads);
+  m.def("blas_config", []() { return std::string(ebm::cpu::blas_name()); });
+
+  // ---------------------------------------------------------------- Philox
+  m.def("philox4x32_10",
+        [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+          const ebm::PhiloxBlock b = ebm::philox4x32_10(ctr[0], ctr[1], ctr[2], ctr[3], key[0], key[1]);
+          return std::array<uint32_t, 4>{b.x[0], b.x[1], b.x[2], b.x[3]};
+        },
+        py::arg("counter"), py::arg("key"), "One Philox4x32-10 block: counter (4 words), key (2 words).");
+  m.def("philox_uniforms",
+        [](uint64_t seed, int64_t stream, int64_t step, int64_t n_chains, int64_t n_units,
+           int64_t chain_offset) {
+          require(n_chains >= 0 && n_units >= 0, "n_chains and n_units must be >= 0");
+          const ebm::RngView r = rng_view(seed, step, chain_offset);
+          const uint32_t st = check_u32(stream, "stream");
+          check_u32(n_units + 3, "n_units");
+          F32 out = new_f32(n_chains, n_units);
+          float* o = out.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            std::vector<float> row(static_cast<size_t>(4 * ((n_units + 3) / 4)) + 4);
+            for (int64_t ch = 0; ch < n_chains; ++ch) {
+              ebm::philox_uniform_run(r.seed, st, r.chain_offset + static_cast<uint32_t>(ch),
+                                      r.step, 0, static_cast<int>((n_units + 3) / 4), row.data());
+              std::copy(row.begin(), row.begin() + n_units, o + ch * n_units);
+            }
+          }
+          return out;
+        },
+        py::arg("seed"), py::arg("stream"), py::arg("step"), py::arg("n_chains"),
+        py::arg("n_units"), py::arg("chain_offset") = 0,
+        "Uniforms u[chain, unit] of the shared stream, as the CPU kernels draw them.");
+
+  // ---------------------------------------------------------------- RBM layer kernels
+  m.def("layer_forward",
+        [](F32 X, F32 M, F32 bias, float beta, bool binary, bool want_field, bool want_prob,
+           bool want_sample, int64_t stream, uint64_t seed, int64_t step, int64_t chain_offset) {
+          check_2d(M, "M", -1, -1);
+          check_2d(X, "X", -1, M.shape(0));
+          check_1d(bias, "bias", M.shape(1));
+          const ebm::RngView r = rng_view(seed, step, chain_offset);
+          const uint32_t st = check_u32(stream, "stream");
+          const int64_t rows = X.shape(0), n_out = M.shape(1);
+          py::object field = py::none(), prob = py::none(), sample = py::none();
+          ebm::cpu::LayerOutputs out;
+          if (want_field) { F32 a = new_f32(rows, n_out); out.field = a.mutable_data(); field = a; }
+          if (want_prob) { F32 a = new_f32(rows, n_out); out.prob = a.mutable_data(); prob = a; }
+          if (want_sample) { F32 a = new_f32(rows, n_out); out.sample = a.mutable_data(); sample = a; }
+          const ebm::BatchView xv{X.data(), rows, binary};
+          const ebm::LayerView L{M.data(), bias.data(), M.shape(0), n_out};
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::layer_forward(xv, L, beta, out, st, r);
+          }
+          return py::make_tuple(field, prob, sample);
+        },
+        py::arg("X"), py::arg("M"), py::arg("bias"), py::arg("beta"), py::arg("binary"),
+        py::arg("want_field"), py::arg("want_prob"), py::arg("want_sample"), py::arg("stream"),
+        py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
+        "z = beta * X.M + bias -> (field, sigmoid(z), Bernoulli samples); unwanted outputs are None.");
+
+  m.def("gibbs",
+        [](F32 W, F32 WT, F32 b, F32 c, F32 V, int k, float beta, uint64_t seed, int64_t step,
+           int64_t chain_offset) {
+          const ebm::RbmView P = rbm_view(W, WT, b, c, false);
+          check_2d(V, "V", -1, P.n_visible);
+          require(k >= 0, "k must be >= 0");
+          const ebm::RngView r = rng_view(seed, step, chain_offset);
+          check_u32(step + k, "step + k");
+          const int64_t rows = V.shape(0);
+          F32 H = new_f32(rows, P.n_hidden);
+          float* v = V.mutable_data();
+          float* h = H.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::gibbs_chains(P.to_hidden(), P.to_visible(), beta, v, h, rows, k, r);
+          }
+          return H;
+        },
+        py::arg("W"), py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("V"), py::arg("k"),
+        py::arg("beta"), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
+        "k block-Gibbs steps on binary chains V (in place); returns the last hidden sample.");
+
+  m.def("cd_update",
+        [](F32 W, F32 WT, F32 b, F32 c, F32 vW, F32 vb, F32 vc, F32 V0, bool v0_binary,
+           std::optional<F32> chain, int k, float lr, float momentum, float weight_decay,
+           uint64_t seed, int64_t step, bool gradient_only, bool want_recon) {
+          ebm::RbmView P = rbm_view(W, WT, b, c, !gradient_only);
+          check_2d(V0, "V0", -1, P.n_visible);
+          require(V0.shape(0) >= 1, "V0 must have at least one row");
+          require(k >= 1, "k must be >= 1");
+          const ebm::RngView r = rng_view(seed, step, 0);
+          check_u32(step + k, "step + k");
+          ebm::cpu::CdBatch batch_view;
+          batch_view.V0 = V0.data();
+          batch_view.n_data = V0.shape(0);
+          batch_view.v0_binary = v0_binary;
+          batch_view.k = k;
+          if (chain) {
+            check_2d(*chain, "chain", -1, P.n_visible);
+            require(chain->shape(0) >= 1, "chain must have at least one row");
+            batch_view.chain = chain->mutable_data();
+            batch_view.n_chain = chain->shape(0);
+          }
+          ebm::VelocityView vel;
+          ebm::TrainHyper hyper{lr, momentum, weight_decay};
+          py::object grads = py::none();
+          ebm::cpu::GradView g;
+          if (gradient_only) {
+            F32 dW = new_f32(P.n_visible, P.n_hidden);
+            F32 db({P.n_visible}), dc({P.n_hidden});
+            g.W = dW.mutable_data(); g.b = db.mutable_data(); g.c = dc.mutable_data();
+            grads = py::make_tuple(dW, db, dc);
+          } else {
+            check_2d(vW, "vW", P.n_visible, P.n_hidden);
+            check_1d(vb, "vb", P.n_visible);
+            check_1d(vc, "vc", P.n_hidden);
+            vel = ebm::VelocityView{vW.mutable_data(), vb.mutable_data(), vc.mutable_data()};
+          }
+          double recon;
+          {
+            py::gil_scoped_release nogil;
+            recon = ebm::cpu::cd_update(P, vel, hyper, batch_view, r, gradient_only ? &g : nullptr,
+                                        want_recon);
+          }
+          return py::make_tuple(grads, recon);
+        },
+        py::arg("W"), py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("vW"), py::arg("vb"),
+        py::arg("vc"), py::arg("V0"), py::arg("v0_binary"), py::arg("chain"), py::arg("k"),
+        py::arg("learning_rate"), py::arg("momentum"), py::arg("weight_decay"), py::arg("seed"),
+        py::arg("step"), py::arg("gradient_only"), py::arg("want_recon"),
+        "One CD-k (chain=None) or PCD-k update; returns ((dW, db, dc) or None, recon_error).");
+
+  m.def("transpose",
+        [](F32 W, F32 WT) {
+          check_2d(W, "W", -1, -1);
+          check_2d(WT, "WT", W.shape(1), W.shape(0));
+          const float* w = W.data();
+          float* wt = WT.mutable_data();
+          py::gil_scoped_release nogil;
+          ebm::cpu::transpose(w, wt, W.shape(0), W.shape(1));
+        },
+        py::arg("W"), py::arg("WT"));
+
+  auto score = [](auto kernel) {
+    return [kernel](F32 W, F32 WT, F32 b, F32 c, F32 V, bool binary) {
+      const ebm::RbmView P = rbm_view(W, WT, b, c, false);
+      check_2d(V, "V", -1, P.n_visible);
+      F64 out(V.shape(0));
+      double* o = out.mutable_data();
+      const ebm::BatchView vv{V.data(), V.shape(0), binary};
+      {
+        py::gil_scoped_release nogil;
+        kernel(P, vv, o);
+      }
+      return out;
+    };
+  };
+  m.def("free_energy", score(&ebm::cpu::free_energy), py::arg("W"), py::arg("WT"), py::arg("b"),
+        py::arg("c"), py::arg("V"), py::arg("binary"), "F(v) per row, float64.");
+  m.def("pseudo_log_likelihood", score(&ebm::cpu::pseudo_log_likelihood), py::arg("W"),
+        py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("V"), py::arg("binary"),
+        "sum_i log p(v_i | v_-i) per row (binary V), float64.");
+}

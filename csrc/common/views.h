@@ -1,0 +1,59 @@
+// Plain structs of raw pointers and sizes handed from bindings.cpp to the kernels.
+// No framework types here: the same views serve the CPU and the CUDA kernels.
+// All matrices are row-major float32; shapes in the comments, (w) = written.
+#pragma once
+#include <cstdint>
+
+namespace ebm {
+
+// Where a kernel draws its uniforms: (seed, stream, chain = chain_offset + row, step, unit).
+struct RngView {
+  uint64_t seed = 0;
+  uint32_t step = 0;          // advanced by the caller (one per Gibbs step)
+  uint32_t chain_offset = 0;  // chain index of row 0
+};
+
+// One RBM layer seen from its input side: out = act(beta * X . M + bias).
+// For v -> h, M = W [n_v, n_h]; for h -> v, M = W^T [n_h, n_v] (the cached transpose),
+// so both directions read M row by row (row i = the weights leaving input unit i).
+struct LayerView {
+  const float* M = nullptr;     // [n_in, n_out]
+  const float* bias = nullptr;  // [n_out]
+  int64_t n_in = 0;
+  int64_t n_out = 0;
+};
+
+// A batch of layer states.
+struct BatchView {
+  const float* X = nullptr;  // [rows, n_in]
+  int64_t rows = 0;
+  bool binary = false;       // every entry is exactly 0 or 1: the gather kernel applies
+};
+
+// The parameters of a Bernoulli-Bernoulli RBM, with the transpose kept beside W.
+struct RbmView {
+  float* W = nullptr;    // [n_v, n_h] (w on update)
+  float* WT = nullptr;   // [n_h, n_v] (w on update), always equal to W^T
+  float* b = nullptr;    // [n_v] visible bias (w on update)
+  float* c = nullptr;    // [n_h] hidden bias (w on update)
+  int64_t n_visible = 0;
+  int64_t n_hidden = 0;
+
+  LayerView to_hidden() const { return LayerView{W, c, n_visible, n_hidden}; }
+  LayerView to_visible() const { return LayerView{WT, b, n_hidden, n_visible}; }
+};
+
+// Momentum buffers of the RBM parameters (same shapes as W, b, c).
+struct VelocityView {
+  float* W = nullptr;  // [n_v, n_h] (w)
+  float* b = nullptr;  // [n_v] (w)
+  float* c = nullptr;  // [n_h] (w)
+};
+
+struct TrainHyper {
+  float learning_rate = 0.05f;
+  float momentum = 0.0f;
+  float weight_decay = 0.0f;
+};
+
+}  // namespace ebm

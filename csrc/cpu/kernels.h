@@ -1,0 +1,64 @@
+// Declarations of the CPU (C++/OpenMP) kernels. Callers (bindings.cpp) have validated
+// every shape and released the GIL; the kernels trust their views.
+#pragma once
+#include <cstdint>
+#include "common/views.h"
+
+namespace ebm::cpu {
+
+// --- threads (parallel.cpp)
+void set_num_threads(int n);  // OpenMP and the BLAS pool together
+int get_num_threads();
+const char* blas_name();
+
+// --- one layer (rbm_layer.cpp)
+// z = beta * X.M + bias per output unit; writes any of field = z, prob = sigmoid(z),
+// sample = 1[u < prob] with u from (rng.seed, stream, rng.chain_offset + row, rng.step,
+// unit). Null outputs are skipped. Binary X takes the gather kernel (sum of the rows of
+// M selected by the ones of X), otherwise one BLAS sgemm; the epilogue is fused either way.
+struct LayerOutputs {
+  float* field = nullptr;   // [rows, n_out] (w)
+  float* prob = nullptr;    // [rows, n_out] (w)
+  float* sample = nullptr;  // [rows, n_out] (w)
+};
+void layer_forward(const BatchView& X, const LayerView& L, float beta, const LayerOutputs& out,
+                   uint32_t stream, const RngView& rng);
+
+// k block-Gibbs steps v -> h -> v on binary chains V [rows, n_v] in place; H [rows, n_h]
+// receives the last hidden sample. Step t uses rng.step + t for both streams.
+void gibbs_chains(const LayerView& to_hidden, const LayerView& to_visible, float beta,
+                  float* V, float* H, int64_t rows, int k, const RngView& rng);
+
+// --- training (rbm_train.cpp)
+struct CdBatch {
+  const float* V0 = nullptr;  // [n_data, n_v] data batch, values in [0, 1]
+  int64_t n_data = 0;
+  bool v0_binary = false;
+  float* chain = nullptr;     // [n_chain, n_v] (w) PCD persistent chains, or null for CD
+  int64_t n_chain = 0;
+  int k = 1;
+};
+struct GradView {
+  float* W = nullptr;  // [n_v, n_h] (w)
+  float* b = nullptr;  // [n_v] (w)
+  float* c = nullptr;  // [n_h] (w)
+};
+// One CD-k (chain == null) or PCD-k update. With grad != null the gradient
+// <v h>_data - <v h>_model is written there and nothing else changes; otherwise the
+// momentum/weight-decay update is applied to P (W, WT, b, c) and vel in one pass over W.
+// Returns the mean-field reconstruction error (mean over the batch of the squared
+// error summed over units) when want_recon, else NaN. Consumes steps rng.step .. +k-1.
+double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hyper,
+                 const CdBatch& batch, const RngView& rng, const GradView* grad,
+                 bool want_recon);
+
+// Blocked transpose: WT [n_h, n_v] = W^T.
+void transpose(const float* W, float* WT, int64_t n_v, int64_t n_h);
+
+// --- scores (rbm_score.cpp)
+// F(v) = -b.v - sum_j softplus(c_j + (vW)_j), float64 out [rows].
+void free_energy(const RbmView& P, const BatchView& V, double* out);
+// Full pseudo-log-likelihood sum_i log p(v_i | v_-i) per row, binary V, float64 out [rows].
+void pseudo_log_likelihood(const RbmView& P, const BatchView& V, double* out);
+
+}  // namespace ebm::cpu

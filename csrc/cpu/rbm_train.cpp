@@ -1,0 +1,250 @@
+// CD-k / PCD-k on the CPU: the sampling phase on the fused layer kernel, then one pass
+// over W that forms the gradient <v p(h|v)>_data - <v p(h|v)>_model and applies the
+// momentum / weight-decay update, writing W and its transpose WT together.
+//
+// Every chain state is binary, so v^T p(h|v) is a sum of rows of p(h|v): for visible
+// unit i, the rows b with v[b, i] = 1 (a column-wise index list, "CSC"). Binary data
+// takes the same route; real-valued data (probabilities) takes one BLAS sgemm.
+#include <omp.h>
+#include <cblas.h>
+#include <cmath>
+#include <limits>
+#include "common/math.h"
+#include "common/philox.h"
+#include "cpu/kernels.h"
+#include "cpu/scratch.h"
+#include "cpu/simd.h"
+#include "cpu/tiles.h"
+
+namespace ebm::cpu {
+
+// ---------------------------------------------------------------- helpers
+
+namespace {
+
+// Column-wise positions of the ones of a binary matrix V [rows, n]: column i's rows are
+// list[start[i] .. start[i] + count[i]). One slack slot per column keeps the fill
+// branch-free (a zero writes its row to the slot past the column's last one).
+struct ColumnLists {
+  const int32_t* start;
+  const int32_t* count;
+  const int32_t* list;
+};
+
+ColumnLists column_lists(const float* V, int64_t rows, int64_t n, int slot) {
+  int32_t* start = scratch<int32_t>(slot, static_cast<size_t>(2 * n + rows * n + n + 1));
+  int32_t* count = start + n;
+  int32_t* list = count + n;
+  const int64_t n_blocks = ceil_div(n, kTile);
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t i0 = blk * kTile, i1 = std::min(n, i0 + kTile);
+    for (int64_t i = i0; i < i1; ++i) count[i] = 0;
+    for (int64_t b = 0; b < rows; ++b) {
+      const float* v = V + b * n;
+      for (int64_t i = i0; i < i1; ++i) count[i] += (v[i] != 0.0f);
+    }
+  }
+  int64_t acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    start[i] = static_cast<int32_t>(acc);
+    acc += count[i] + 1;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t i0 = blk * kTile, i1 = std::min(n, i0 + kTile);
+    int32_t pos[kTile];
+    for (int64_t i = i0; i < i1; ++i) pos[i - i0] = start[i];
+    for (int64_t b = 0; b < rows; ++b) {
+      const float* v = V + b * n;
+      for (int64_t i = i0; i < i1; ++i) {
+        list[pos[i - i0]] = static_cast<int32_t>(b);
+        pos[i - i0] += (v[i] != 0.0f);
+      }
+    }
+  }
+  return ColumnLists{start, count, list};
+}
+
+// velocity = momentum*velocity + lr*(g - decay*w); w += velocity
+EBM_CLONES void momentum_step(float* w, float* vel, const float* g, int width, float lr,
+                              float momentum, float decay) {
+  for (int t = 0; t < width; ++t) {
+    const float v = momentum * vel[t] + lr * (g[t] - decay * w[t]);
+    vel[t] = v;
+    w[t] += v;
+  }
+}
+
+// Column sums of P [rows, n] in float64, fixed order (thread-count independent).
+void column_sums(const float* P, int64_t rows, int64_t n, double* out) {
+  const int64_t n_blocks = ceil_div(n, kTile);
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t j0 = blk * kTile, j1 = std::min(n, j0 + kTile);
+    double s[kTile] = {};
+    for (int64_t b = 0; b < rows; ++b)
+      for (int64_t j = j0; j < j1; ++j) s[j - j0] += P[b * n + j];
+    for (int64_t j = j0; j < j1; ++j) out[j] = s[j - j0];
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- transpose
+
+void transpose(const float* W, float* WT, int64_t n_v, int64_t n_h) {
+  constexpr int64_t kB = 32;
+  const int64_t bi = ceil_div(n_v, kB), bj = ceil_div(n_h, kB);
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < bi * bj; ++blk) {
+    const int64_t i0 = (blk / bj) * kB, j0 = (blk % bj) * kB;
+    const int64_t i1 = std::min(n_v, i0 + kB), j1 = std::min(n_h, j0 + kB);
+    for (int64_t j = j0; j < j1; ++j)
+      for (int64_t i = i0; i < i1; ++i) WT[j * n_v + i] = W[i * n_h + j];
+  }
+}
+
+// ---------------------------------------------------------------- cd_update
+
+double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hyper,
+                 const CdBatch& batch, const RngView& rng, const GradView* grad,
+                 bool want_recon) {
+  const int64_t n_v = P.n_visible, n_h = P.n_hidden, nd = batch.n_data;
+  const bool persistent = batch.chain != nullptr;
+  const int64_t nc = persistent ? batch.n_chain : nd;
+  const LayerView to_h = P.to_hidden(), to_v = P.to_visible();
+
+  float* ph0 = scratch<float>(kSlotPh0, static_cast<size_t>(nd * n_h));
+  float* H = scratch<float>(kSlotHidden, static_cast<size_t>(nc * n_h));
+  float* phk = scratch<float>(kSlotPhk, static_cast<size_t>(nc * n_h));
+  float* Vk = persistent ? batch.chain : scratch<float>(kSlotChain, static_cast<size_t>(nc * n_v));
+  const BatchView data{batch.V0, nd, batch.v0_binary};
+
+  // --- sampling phase (steps rng.step .. rng.step + k - 1)
+  {
+    LayerOutputs pos;
+    pos.prob = ph0;
+    if (persistent) {
+      layer_forward(data, to_h, 1.0f, pos, kStreamHidden, rng);
+      gibbs_chains(to_h, to_v, 1.0f, Vk, H, nc, batch.k, rng);
+    } else {
+      // CD: the chain starts at the data; its first hidden sample comes with p(h|v0).
+      pos.sample = H;
+      layer_forward(data, to_h, 1.0f, pos, kStreamHidden, rng);
+      LayerOutputs v_out;
+      v_out.sample = Vk;
+      layer_forward(BatchView{H, nc, true}, to_v, 1.0f, v_out, kStreamVisible, rng);
+      if (batch.k > 1) {
+        RngView r = rng;
+        r.step = rng.step + 1;
+        gibbs_chains(to_h, to_v, 1.0f, Vk, H, nc, batch.k - 1, r);
+      }
+    }
+    LayerOutputs neg;
+    neg.prob = phk;
+    layer_forward(BatchView{Vk, nc, true}, to_h, 1.0f, neg, kStreamHidden, rng);
+  }
+
+  double recon = std::numeric_limits<double>::quiet_NaN();
+  if (want_recon) {  // mean-field reconstruction with the parameters before the update
+    float* pv = scratch<float>(kSlotRecon, static_cast<size_t>(nd * n_v));
+    LayerOutputs o;
+    o.prob = pv;
+    layer_forward(BatchView{ph0, nd, false}, to_v, 1.0f, o, kStreamVisible, rng);
+    double s = 0.0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < nd * n_v; ++i) {
+      const double d = static_cast<double>(batch.V0[i]) - pv[i];
+      s += d * d;
+    }
+    recon = s / static_cast<double>(nd);
+  }
+
+  // --- statistics
+  const ColumnLists neg_lists = column_lists(Vk, nc, n_v, kSlotChainLists);
+  ColumnLists pos_lists{nullptr, nullptr, nullptr};
+  float* G = nullptr;  // (1/nd) V0^T ph0 for real-valued data
+  if (batch.v0_binary) {
+    pos_lists = column_lists(batch.V0, nd, n_v, kSlotDataLists);
+  } else {
+    G = scratch<float>(kSlotDenseGrad, static_cast<size_t>(n_v * n_h));
+    scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(n_v),
+                      static_cast<blasint>(n_h), static_cast<blasint>(nd),
+                      1.0f / static_cast<float>(nd), batch.V0, static_cast<blasint>(n_v), ph0,
+                      static_cast<blasint>(n_h), 0.0f, G, static_cast<blasint>(n_h));
+  }
+  const float inv_nd = 1.0f / static_cast<float>(nd), inv_nc = 1.0f / static_cast<float>(nc);
+
+  // Bias gradients (float64 sums, then float32).
+  double* sums = scratch<double>(kSlotSums, static_cast<size_t>(2 * n_v + 2 * n_h));
+  double *v_pos = sums, *h_pos = sums + n_v, *h_neg = sums + n_v + n_h;
+  if (batch.v0_binary) {
+    for (int64_t i = 0; i < n_v; ++i) v_pos[i] = pos_lists.count[i];
+  } else {
+    column_sums(batch.V0, nd, n_v, v_pos);
+  }
+  column_sums(ph0, nd, n_h, h_pos);
+  column_sums(phk, nc, n_h, h_neg);
+  float* db = scratch<float>(kSlotBiasGrad, static_cast<size_t>(n_v + n_h));
+  float* dc = db + n_v;
+  for (int64_t i = 0; i < n_v; ++i)
+    db[i] = static_cast<float>(v_pos[i] / nd - static_cast<double>(neg_lists.count[i]) / nc);
+  for (int64_t j = 0; j < n_h; ++j) dc[j] = static_cast<float>(h_pos[j] / nd - h_neg[j] / nc);
+
+  // --- one pass over W: gradient tile -> (store | momentum step) -> W and WT.
+  constexpr int64_t kRowsPerBlock = 16;  // 16 floats of a WT row = one cache line per write
+  const int64_t n_blocks = ceil_div(n_v, kRowsPerBlock);
+  const bool update = grad == nullptr;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t i0 = blk * kRowsPerBlock, i1 = std::min(n_v, i0 + kRowsPerBlock);
+    alignas(64) float gpos[kTile], gneg[kTile], g[kTile];
+    alignas(64) float wblk[kRowsPerBlock][kTile];
+    for (int64_t j0 = 0; j0 < n_h; j0 += kTile) {
+      const int width = static_cast<int>(std::min<int64_t>(kTile, n_h - j0));
+      for (int64_t i = i0; i < i1; ++i) {
+        float sp;
+        if (G) {
+          for (int t = 0; t < width; ++t) gpos[t] = G[i * n_h + j0 + t];
+          sp = 1.0f;
+        } else {
+          sum_rows_tile(ph0, n_h, pos_lists.list + pos_lists.start[i], pos_lists.count[i], j0,
+                          width, gpos);
+          sp = inv_nd;
+        }
+        sum_rows_tile(phk, n_h, neg_lists.list + neg_lists.start[i], neg_lists.count[i], j0,
+                        width, gneg);
+        for (int t = 0; t < width; ++t) g[t] = gpos[t] * sp - gneg[t] * inv_nc;
+        if (!update) {
+          for (int t = 0; t < width; ++t) grad->W[i * n_h + j0 + t] = g[t];
+          continue;
+        }
+        float* w = P.W + i * n_h + j0;
+        momentum_step(w, vel.W + i * n_h + j0, g, width, hyper.learning_rate, hyper.momentum,
+                      hyper.weight_decay);
+        for (int t = 0; t < width; ++t) wblk[i - i0][t] = w[t];
+      }
+      if (update)
+        for (int t = 0; t < width; ++t)
+          for (int64_t i = i0; i < i1; ++i) P.WT[(j0 + t) * n_v + i] = wblk[i - i0][t];
+    }
+  }
+
+  if (update) {  // biases: momentum, no weight decay
+    for (int64_t i = 0; i < n_v; ++i) {
+      vel.b[i] = hyper.momentum * vel.b[i] + hyper.learning_rate * db[i];
+      P.b[i] += vel.b[i];
+    }
+    for (int64_t j = 0; j < n_h; ++j) {
+      vel.c[j] = hyper.momentum * vel.c[j] + hyper.learning_rate * dc[j];
+      P.c[j] += vel.c[j];
+    }
+  } else {
+    for (int64_t i = 0; i < n_v; ++i) grad->b[i] = db[i];
+    for (int64_t j = 0; j < n_h; ++j) grad->c[j] = dc[j];
+  }
+  return recon;
+}
+
+}  // namespace ebm::cpu

@@ -1,0 +1,48 @@
+// Reusable per-thread scratch buffers for the CPU kernels: a kernel call asks for slot
+// k of at least n elements and gets memory that is neither zeroed nor freed, so a hot
+// loop of calls does no allocation and no page faults after the first.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+namespace ebm::cpu {
+
+// One slot per live buffer of a kernel call (slots of different element types are
+// separate pools). A kernel must not hold a slot across a call that uses the same one.
+enum Slot : int {
+  kSlotRowIndex = 0,   // layer_forward: positions of the ones of each row (per OpenMP thread)
+  kSlotGemm,           // layer_forward: sgemm output of the real-valued path
+  kSlotPh0,            // cd_update: p(h | data)
+  kSlotHidden,         // cd_update: hidden samples
+  kSlotChain,          // cd_update: CD chain visibles
+  kSlotPhk,            // cd_update: p(h | chain)
+  kSlotDenseGrad,      // cd_update: V0^T p(h|V0) for real-valued data
+  kSlotChainLists,     // cd_update: column lists of the chain visibles
+  kSlotDataLists,      // cd_update: column lists of binary data
+  kSlotRecon,          // cd_update: mean-field reconstruction
+  kSlotSums,           // cd_update: float64 column sums
+  kSlotBiasGrad,       // cd_update: bias gradients
+  kSlotField,          // scores: hidden field
+  kSlotCount
+};
+
+template <class T>
+T* scratch(int slot, std::size_t n) {
+  constexpr int kSlots = kSlotCount;
+  struct Pool {
+    std::unique_ptr<T[]> buf[kSlots];
+    std::size_t cap[kSlots] = {};
+  };
+  thread_local Pool pool;
+  if (n == 0) n = 1;
+  if (pool.cap[slot] < n) {
+    pool.buf[slot].reset();  // free first: peak memory is one buffer, not two
+    pool.buf[slot].reset(new T[n]);  // std::bad_alloc -> MemoryError in Python
+    pool.cap[slot] = n;
+  }
+  return pool.buf[slot].get();
+}
+
+}  // namespace ebm::cpu

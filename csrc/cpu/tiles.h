@@ -1,0 +1,13 @@
+// Tile primitives shared by the CPU kernels (defined in rbm_layer.cpp).
+#pragma once
+#include <cstdint>
+
+namespace ebm::cpu {
+
+// acc[0..width) = sum over k < nnz of M[idx[k], j0 .. j0+width), M row-major with
+// leading dimension ld. This is X.M for a binary row of X (idx = its ones) and
+// V^T.P for a column of a binary V (idx = the rows where it is one).
+void sum_rows_tile(const float* M, int64_t ld, const int32_t* idx, int64_t nnz, int64_t j0,
+                   int width, float* acc);
+
+}  // namespace ebm::cpu

@@ -1,0 +1,40 @@
+"""ebmfast: fast samplers and trainers for energy-based models on CPU and GPU."""
+from __future__ import annotations
+
+import ctypes as _ctypes
+import os as _os
+
+# The compiled core links the BLAS of the scipy-openblas32 wheel; load it first (global
+# symbols) so the core finds it whatever the install layout.
+import scipy_openblas32 as _openblas
+
+_ctypes.CDLL(
+    _os.path.join(_openblas.get_lib_dir(), _openblas.get_library(fullname=True)),
+    mode=_ctypes.RTLD_GLOBAL,
+)
+
+from . import _core  # noqa: E402
+
+__version__ = _core.__version__
+
+__all__ = ["build_info", "cuda_available", "__version__"]
+
+
+def cuda_available() -> bool:
+    """True when the CUDA backend was compiled in and a GPU is visible."""
+    return bool(_core.cuda_compiled) and _core.cuda_device_count() > 0
+
+
+def build_info() -> dict:
+    """Facts about this build: version, CUDA (compiled, available, archs, device), threads, BLAS."""
+    available = cuda_available()
+    return {
+        "version": __version__,
+        "cuda_compiled": bool(_core.cuda_compiled),
+        "cuda_available": available,
+        "cuda_archs": _core.cuda_archs,
+        "cuda_runtime": _core.cuda_runtime_version(),
+        "device_name": _core.cuda_device_name(0) if available else None,
+        "openmp_threads": _core.get_num_threads(),
+        "blas": _core.blas_config(),
+    }
