@@ -16,6 +16,7 @@
 #include "common/philox.h"
 #include "common/views.h"
 #include "cpu/kernels.h"
+#include "cpu/philox_run.h"
 #include "cuda/cuda_api.h"
 
 namespace py = pybind11;
@@ -125,8 +126,8 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release nogil;
             std::vector<float> row(static_cast<size_t>(4 * ((n_units + 3) / 4)) + 4);
             for (int64_t ch = 0; ch < n_chains; ++ch) {
-              ebm::philox_uniform_run(r.seed, st, r.chain_offset + static_cast<uint32_t>(ch),
-                                      r.step, 0, static_cast<int>((n_units + 3) / 4), row.data());
+              ebm::cpu::philox_uniforms(r.seed, st, r.chain_offset + static_cast<uint32_t>(ch),
+                                        r.step, 0, static_cast<int>((n_units + 3) / 4), row.data());
               std::copy(row.begin(), row.begin() + n_units, o + ch * n_units);
             }
           }

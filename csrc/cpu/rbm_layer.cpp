@@ -16,6 +16,7 @@
 #include "common/math.h"
 #include "common/philox.h"
 #include "cpu/kernels.h"
+#include "cpu/philox_run.h"
 #include "cpu/scratch.h"
 #include "cpu/simd.h"
 #include "cpu/tiles.h"
@@ -26,19 +27,21 @@ namespace ebm::cpu {
 
 EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, const int32_t* idx, int64_t nnz,
                               int64_t j0, int width, float* acc) {
-  if (width == kTile) {
-    float a[kTile] = {};
+  if (width == kTile) {  // the whole tile in eight vector registers
+    vf8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
     for (int64_t k = 0; k < nnz; ++k) {
       const float* r = M + static_cast<int64_t>(idx[k]) * ld + j0;
-      for (int t = 0; t < kTile; ++t) a[t] += r[t];
+      a0 += load8(r);      a1 += load8(r + 8);  a2 += load8(r + 16); a3 += load8(r + 24);
+      a4 += load8(r + 32); a5 += load8(r + 40); a6 += load8(r + 48); a7 += load8(r + 56);
     }
-    for (int t = 0; t < kTile; ++t) acc[t] = a[t];
-  } else {
-    for (int t = 0; t < width; ++t) acc[t] = 0.0f;
-    for (int64_t k = 0; k < nnz; ++k) {
-      const float* r = M + static_cast<int64_t>(idx[k]) * ld + j0;
-      for (int t = 0; t < width; ++t) acc[t] += r[t];
-    }
+    store8(acc, a0);      store8(acc + 8, a1);  store8(acc + 16, a2); store8(acc + 24, a3);
+    store8(acc + 32, a4); store8(acc + 40, a5); store8(acc + 48, a6); store8(acc + 56, a7);
+    return;
+  }
+  for (int t = 0; t < width; ++t) acc[t] = 0.0f;
+  for (int64_t k = 0; k < nnz; ++k) {
+    const float* r = M + static_cast<int64_t>(idx[k]) * ld + j0;
+    for (int t = 0; t < width; ++t) acc[t] += r[t];
   }
 }
 
@@ -47,17 +50,25 @@ EBM_CLONES static void epilogue_tile(const float* acc, const float* bias, float 
                                      float* field, float* prob, float* sample, uint64_t seed,
                                      uint32_t stream, uint32_t chain, uint32_t step,
                                      uint32_t unit0) {
-  float z[kTile], p[kTile], u[kTile];
-  for (int t = 0; t < width; ++t) z[t] = beta * acc[t] + bias[t];
-  if (field)
-    for (int t = 0; t < width; ++t) field[t] = z[t];
-  if (!prob && !sample) return;
-  for (int t = 0; t < width; ++t) p[t] = sigmoid_f(z[t]);
-  if (prob)
-    for (int t = 0; t < width; ++t) prob[t] = p[t];
-  if (sample) {
-    philox_uniform_run(seed, stream, chain, step, unit0 >> 2, static_cast<int>((width + 3) / 4), u);
-    for (int t = 0; t < width; ++t) sample[t] = u[t] < p[t] ? 1.0f : 0.0f;
+  alignas(32) float u[kTile];
+  if (sample)
+    philox_uniforms(seed, stream, chain, step, unit0 >> 2, static_cast<int>((width + 3) / 4), u);
+  int t = 0;
+  for (; t + 8 <= width; t += 8) {
+    const vf8 z = beta * load8(acc + t) + load8(bias + t);
+    if (field) store8(field + t, z);
+    if (!prob && !sample) continue;
+    const vf8 p = sigmoid8(z);
+    if (prob) store8(prob + t, p);
+    if (sample) store8(sample + t, less_as_float8(load8(u + t), p));
+  }
+  for (; t < width; ++t) {
+    const float z = beta * acc[t] + bias[t];
+    if (field) field[t] = z;
+    if (!prob && !sample) continue;
+    const float p = sigmoid_f(z);
+    if (prob) prob[t] = p;
+    if (sample) sample[t] = u[t] < p ? 1.0f : 0.0f;
   }
 }
 

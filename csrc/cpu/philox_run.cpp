@@ -1,0 +1,91 @@
+// Runs of consecutive Philox uniforms for the CPU epilogues. The 32x32 -> 64-bit products
+// at the heart of Philox do not auto-vectorise, so the AVX2 path spells them out with
+// _mm256_mul_epu32 on even and odd lanes (8 counter blocks = 32 uniforms per pass);
+// other CPUs take the portable loop of common/philox.h. Both give identical bits.
+#include <immintrin.h>
+#include "common/philox.h"
+#include "cpu/philox_run.h"
+
+namespace ebm::cpu {
+
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EBM_HAVE_AVX2_PATH 1
+
+__attribute__((target("avx2"))) inline void mulhilo8(__m256i a, __m256i m, __m256i& hi,
+                                                      __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(a, m);                         // lanes 0,2,4,6
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);  // lanes 1,3,5,7
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+__attribute__((target("avx2"))) inline __m256 to_uniform8(__m256i w) {
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(w, 8)), _mm256_set1_ps(kTwoPowMinus24));
+}
+
+__attribute__((target("avx2"))) void run_avx2(uint64_t seed, uint32_t stream, uint32_t chain,
+                                              uint32_t step, uint32_t first_block, int n_blocks,
+                                              float* out) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int base = 0; base < n_blocks; base += 8) {
+    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first_block + base)), lane);
+    __m256i c1 = _mm256_set1_epi32(static_cast<int>(chain));
+    __m256i c2 = _mm256_set1_epi32(static_cast<int>(step));
+    __m256i c3 = _mm256_set1_epi32(static_cast<int>(stream));
+    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int r = 0; r < 10; ++r) {
+      __m256i hi0, lo0, hi1, lo1;
+      mulhilo8(c0, m0, hi0, lo0);
+      mulhilo8(c2, m1, hi1, lo1);
+      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+      c1 = lo1;
+      c3 = lo0;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
+    }
+    // 4 words x 8 blocks -> 8 blocks x 4 words (unit order).
+    const __m256 w0 = to_uniform8(c0), w1 = to_uniform8(c1), w2 = to_uniform8(c2),
+                 w3 = to_uniform8(c3);
+    const __m256d a = _mm256_castps_pd(_mm256_unpacklo_ps(w0, w1));  // b0 b1 | b4 b5 (w0 w1)
+    const __m256d b = _mm256_castps_pd(_mm256_unpacklo_ps(w2, w3));  // (w2 w3)
+    const __m256d c = _mm256_castps_pd(_mm256_unpackhi_ps(w0, w1));  // b2 b3 | b6 b7
+    const __m256d d = _mm256_castps_pd(_mm256_unpackhi_ps(w2, w3));
+    const __m256 t0 = _mm256_castpd_ps(_mm256_unpacklo_pd(a, b));  // b0 | b4
+    const __m256 t1 = _mm256_castpd_ps(_mm256_unpackhi_pd(a, b));  // b1 | b5
+    const __m256 t2 = _mm256_castpd_ps(_mm256_unpacklo_pd(c, d));  // b2 | b6
+    const __m256 t3 = _mm256_castpd_ps(_mm256_unpackhi_pd(c, d));  // b3 | b7
+    alignas(32) float tmp[32];
+    float* o = (n_blocks - base >= 8) ? out + 4 * base : tmp;
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(t0, t1, 0x20));
+    _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(t2, t3, 0x20));
+    _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(t0, t1, 0x31));
+    _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(t2, t3, 0x31));
+    if (o == tmp)
+      for (int i = 0; i < 4 * (n_blocks - base); ++i) out[4 * base + i] = tmp[i];
+  }
+}
+#endif
+
+using RunFn = void (*)(uint64_t, uint32_t, uint32_t, uint32_t, uint32_t, int, float*);
+
+RunFn pick() {
+#ifdef EBM_HAVE_AVX2_PATH
+  if (__builtin_cpu_supports("avx2")) return &run_avx2;
+#endif
+  return &philox_uniform_run;
+}
+
+}  // namespace
+
+void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t chain, uint32_t step,
+                     uint32_t first_block, int n_blocks, float* out) {
+  static const RunFn run = pick();
+  run(seed, stream, chain, step, first_block, n_blocks, out);
+}
+
+}  // namespace ebm::cpu

@@ -1,0 +1,237 @@
+"""Plain-NumPy reference implementations: the specification and the test oracle.
+
+Every compiled kernel has its twin here, written for clarity rather than speed and
+computed in float64. The twins draw their uniforms from the same Philox4x32-10 stream
+(DESIGN.md §3), so a kernel and its reference see identical random numbers and their
+sampled states agree except where float rounding moves a probability across a uniform.
+
+The speed baseline of the benchmarks is *not* this module but plain NumPy written the
+obvious way (see ``ebmfast.bench``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# --------------------------------------------------------------------------- Philox
+
+PHILOX_M0 = np.uint64(0xD2511F53)
+PHILOX_M1 = np.uint64(0xCD9E8D57)
+PHILOX_W0 = 0x9E3779B9
+PHILOX_W1 = 0xBB67AE85
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+# Stream ids: one per purpose (csrc/common/philox.h holds the same list).
+STREAM_VISIBLE = 0
+STREAM_HIDDEN = 1
+STREAM_INIT = 2
+STREAM_SHUFFLE = 3
+STREAM_PROPOSAL = 4
+STREAM_ACCEPT = 5
+STREAM_SWAP = 6
+
+
+def philox4x32_10(counter, key) -> np.ndarray:
+    """Philox4x32-10 on broadcastable counters.
+
+    Parameters
+    ----------
+    counter : array-like, shape (..., 4), uint32 words (c0, c1, c2, c3)
+    key : array-like, shape (2,), uint32 words (k0, k1)
+
+    Returns
+    -------
+    np.ndarray, shape (..., 4), uint32
+    """
+    ctr = np.asarray(counter, dtype=np.uint64)
+    c0, c1, c2, c3 = (ctr[..., i].copy() for i in range(4))
+    k0, k1 = (int(k) & 0xFFFFFFFF for k in key)
+    for _ in range(10):
+        p0 = PHILOX_M0 * c0
+        p1 = PHILOX_M1 * c2
+        n0 = (p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0)
+        n2 = (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1)
+        c1 = p1 & _MASK32
+        c3 = p0 & _MASK32
+        c0, c2 = n0, n2
+        k0 = (k0 + PHILOX_W0) & 0xFFFFFFFF
+        k1 = (k1 + PHILOX_W1) & 0xFFFFFFFF
+    return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
+
+
+def uniforms(seed: int, stream: int, chain, step: int, unit) -> np.ndarray:
+    """The uniform u(seed, stream, chain, step, unit) in [0, 1), float32, broadcasting
+    ``chain`` against ``unit``: key = seed, counter = (unit // 4, chain, step, stream),
+    word ``unit % 4``, u = (word >> 8) * 2**-24."""
+    seed = int(seed)
+    chain = np.asarray(chain, dtype=np.uint64)
+    unit = np.asarray(unit, dtype=np.uint64)
+    chain, unit = np.broadcast_arrays(chain, unit)
+    ctr = np.stack(
+        [unit >> np.uint64(2), chain,
+         np.full(chain.shape, step, np.uint64), np.full(chain.shape, stream, np.uint64)],
+        axis=-1,
+    )
+    words = philox4x32_10(ctr, (seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF))
+    w = np.take_along_axis(words, (unit & np.uint64(3)).astype(np.intp)[..., None], axis=-1)[..., 0]
+    return ((w >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)).astype(np.float32)
+
+
+def uniform_grid(seed: int, stream: int, step: int, n_chains: int, n_units: int,
+                 chain_offset: int = 0) -> np.ndarray:
+    """Uniforms u[chain, unit] for chains chain_offset.. and units 0..n_units-1, shape
+    (n_chains, n_units): what a kernel that samples a (n_chains, n_units) layer sees."""
+    chains = np.arange(chain_offset, chain_offset + n_chains, dtype=np.uint64)[:, None]
+    return uniforms(seed, stream, chains, step, np.arange(n_units, dtype=np.uint64)[None, :])
+
+
+# --------------------------------------------------------------------------- math
+
+def sigmoid(z):
+    z = np.asarray(z, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def softplus(x):
+    return np.logaddexp(0.0, np.asarray(x, dtype=np.float64))
+
+
+def logsumexp(a, axis=None):
+    a = np.asarray(a, dtype=np.float64)
+    m = np.max(a, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+    return np.squeeze(out, axis=axis) if axis is not None else out.reshape(())[()]
+
+
+# --------------------------------------------------------------------------- RBM layers
+
+def layer_forward(X, M, bias, beta: float, stream: int, seed: int, step: int,
+                  chain_offset: int = 0):
+    """z = beta * X.M + bias; returns (z, sigmoid(z), Bernoulli sample) with the sample's
+    uniforms u(seed, stream, chain_offset + row, step, unit).
+
+    X: (rows, n_in), M: (n_in, n_out), bias: (n_out,). z and p float64, sample float32.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    z = beta * (X @ np.asarray(M, dtype=np.float64)) + np.asarray(bias, dtype=np.float64)
+    p = sigmoid(z)
+    u = uniform_grid(seed, stream, step, X.shape[0], z.shape[1], chain_offset)
+    return z, p, (u < p).astype(np.float32)
+
+
+def gibbs(W, b, c, V, k: int, beta: float, seed: int, step: int, chain_offset: int = 0):
+    """k steps v -> h -> v; step t uses Philox step ``step + t`` (hidden and visible
+    streams). Returns (V, H) after the last step. Biases enter as given (the model
+    scales them by beta itself for p ∝ exp(-beta E))."""
+    V = np.asarray(V, dtype=np.float32)
+    H = None
+    for t in range(k):
+        _, _, H = layer_forward(V, W, c, beta, STREAM_HIDDEN, seed, step + t, chain_offset)
+        _, _, V = layer_forward(H, np.asarray(W).T, b, beta, STREAM_VISIBLE, seed, step + t,
+                                chain_offset)
+    return V, H
+
+
+@dataclass
+class CDResult:
+    dW: np.ndarray      # (n_v, n_h) <v p(h|v)>_data - <v p(h|v)>_model
+    db: np.ndarray      # (n_v,)
+    dc: np.ndarray      # (n_h,)
+    chain: np.ndarray   # (n_chain, n_v) negative-phase visibles after k steps
+    recon: float        # mean over the batch of ||v0 - p(v | p(h|v0))||^2
+
+
+def cd_gradient(W, b, c, V0, k: int, seed: int, step: int, chain=None) -> CDResult:
+    """CD-k (chain None: the chains start at the data) or PCD-k (chain: persistent
+    visibles) gradient, hidden side by p(h|v) (DESIGN.md §4). Steps step..step+k-1."""
+    V0 = np.asarray(V0, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    ph0 = sigmoid(V0 @ W + c)
+    if chain is None:
+        u = uniform_grid(seed, STREAM_HIDDEN, step, V0.shape[0], W.shape[1])
+        H = (u < ph0).astype(np.float32)
+        _, _, V = layer_forward(H, W.T, b, 1.0, STREAM_VISIBLE, seed, step)
+        if k > 1:
+            V, _ = gibbs(W, b, c, V, k - 1, 1.0, seed, step + 1)
+    else:
+        V, _ = gibbs(W, b, c, chain, k, 1.0, seed, step)
+    V = np.asarray(V, dtype=np.float64)
+    phk = sigmoid(V @ W + c)
+    dW = V0.T @ ph0 / V0.shape[0] - V.T @ phk / V.shape[0]
+    db = V0.mean(axis=0) - V.mean(axis=0)
+    dc = ph0.mean(axis=0) - phk.mean(axis=0)
+    pv = sigmoid(ph0 @ W.T + b)
+    recon = float(np.sum((V0 - pv) ** 2) / V0.shape[0])
+    return CDResult(dW, db, dc, V.astype(np.float32), recon)
+
+
+def momentum_update(param, velocity, grad, learning_rate: float, momentum: float,
+                    weight_decay: float = 0.0):
+    """velocity = momentum*velocity + lr*(grad - weight_decay*param); param += velocity.
+    Returns new (param, velocity); weight decay is applied to W only (pass 0 for biases)."""
+    velocity = momentum * np.asarray(velocity, np.float64) + learning_rate * (
+        np.asarray(grad, np.float64) - weight_decay * np.asarray(param, np.float64))
+    return np.asarray(param, np.float64) + velocity, velocity
+
+
+# --------------------------------------------------------------------------- scores
+
+def free_energy(W, b, c, V) -> np.ndarray:
+    """F(v) = -b.v - sum_j softplus(c_j + (vW)_j), float64, shape (rows,)."""
+    V = np.asarray(V, dtype=np.float64)
+    return -V @ np.asarray(b, np.float64) - softplus(V @ np.asarray(W, np.float64) + c).sum(axis=1)
+
+
+def pseudo_log_likelihood(W, b, c, V) -> np.ndarray:
+    """sum_i log p(v_i | v_-i) = sum_i log sigmoid(F(v^(i)) - F(v)), v^(i) = v with bit i
+    flipped; float64, shape (rows,)."""
+    V = np.asarray(V, dtype=np.float64)
+    F = free_energy(W, b, c, V)
+    total = np.zeros(V.shape[0])
+    for i in range(V.shape[1]):
+        Vi = V.copy()
+        Vi[:, i] = 1.0 - Vi[:, i]
+        total += -softplus(-(free_energy(W, b, c, Vi) - F))
+    return total
+
+
+def all_states(n: int) -> np.ndarray:
+    """All 2**n binary vectors, shape (2**n, n), float64; row r is r in binary, unit 0
+    the least significant bit."""
+    r = np.arange(2**n, dtype=np.int64)[:, None]
+    return ((r >> np.arange(n)) & 1).astype(np.float64)
+
+
+def log_partition_exact(W, b, c) -> float:
+    """log Z of a Bernoulli RBM by enumerating the smaller layer (float64)."""
+    W = np.asarray(W, np.float64)
+    b = np.asarray(b, np.float64)
+    c = np.asarray(c, np.float64)
+    if W.shape[0] <= W.shape[1]:   # sum over v: log Z = logsumexp_v [b.v + sum_j softplus(c + vW)]
+        V = all_states(W.shape[0])
+        return float(logsumexp(V @ b + softplus(V @ W + c).sum(axis=1)))
+    H = all_states(W.shape[1])
+    return float(logsumexp(H @ c + softplus(H @ W.T + b).sum(axis=1)))
+
+
+def visible_distribution(W, b, c) -> np.ndarray:
+    """Exact p(v) over all 2**n_v visible states (order of ``all_states``)."""
+    V = all_states(np.asarray(W).shape[0])
+    logp = -free_energy(W, b, c, V)
+    return np.exp(logp - logsumexp(logp))
+
+
+def exact_log_likelihood_gradient(W, b, c, V0):
+    """d/dθ of the mean log-likelihood of V0, by enumeration over v (small n_v):
+    (<v p(h|v)>_data - <v p(h|v)>_model, <v>_data - <v>_model, <p(h|v)>_data - <p(h|v)>_model)."""
+    W = np.asarray(W, np.float64)
+    V0 = np.asarray(V0, np.float64)
+    V = all_states(W.shape[0])
+    p = visible_distribution(W, b, c)
+    ph0 = sigmoid(V0 @ W + c)
+    phm = sigmoid(V @ W + c)
+    dW = V0.T @ ph0 / V0.shape[0] - (V * p[:, None]).T @ phm
+    db = V0.mean(axis=0) - p @ V
+    dc = ph0.mean(axis=0) - p @ phm
+    return dW, db, dc
