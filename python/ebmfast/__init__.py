@@ -38,3 +38,18 @@ def build_info() -> dict:
         "openmp_threads": _core.get_num_threads(),
         "blas": _core.blas_config(),
     }
+
+from . import datasets, estimators, reference  # noqa: E402
+from .rbm import RBM  # noqa: E402
+
+
+def set_num_threads(n: int) -> None:
+    """Threads of the CPU kernels and of the BLAS they call (default: all cores)."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _core.get_num_threads()
+
+
+__all__ += ["RBM", "datasets", "estimators", "reference", "set_num_threads", "get_num_threads"]

@@ -1,0 +1,103 @@
+"""Device choice and array checks shared by every model.
+
+CPU models take NumPy arrays; the CUDA backend (a later issue) will take CuPy arrays and
+anything exposing ``__cuda_array_interface__``. Nothing is ever copied silently between
+devices: a GPU array handed to a CPU model is a TypeError that says so.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _core
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str, *, cuda_implemented: bool = False) -> str:
+    """Map the ``device`` argument to "cpu" or "cuda"."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    gpu = bool(_core.cuda_compiled) and _core.cuda_device_count() > 0
+    if device == "auto":
+        return "cuda" if (gpu and cuda_implemented) else "cpu"
+    if not cuda_implemented:
+        raise NotImplementedError(
+            "device='cuda': this model has no CUDA backend yet; use device='cpu' (or 'auto')")
+    if not gpu:
+        raise RuntimeError("device='cuda' but no CUDA device is available "
+                           f"(ebmfast built with CUDA: {bool(_core.cuda_compiled)})")
+    return "cuda"
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_float(value, name: str, *, minimum: float | None = None, maximum: float | None = None,
+                open_min: bool = False) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (open_min and value == minimum)):
+        raise ValueError(f"{name} must be {'>' if open_min else '>='} {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_seed(seed) -> int:
+    """None -> fresh 64-bit entropy; otherwise an integer in [0, 2**64)."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+    return check_int(seed, "seed", minimum=0, maximum=2**64 - 1)
+
+
+def check_units(X, name: str, n_cols: int, *, binary: bool, allow_empty: bool = False):
+    """Validate a batch of unit states for a CPU model.
+
+    Returns ``(array, is_binary)``: ``array`` is float32, C-contiguous, shape (rows, n_cols),
+    values in [0, 1] (exactly 0/1 when ``binary``); ``is_binary`` tells whether every value
+    is 0 or 1 (which selects the gather kernels).
+    """
+    if hasattr(X, "__cuda_array_interface__") or type(X).__module__.startswith("cupy"):
+        raise TypeError(f"{name} is a GPU array but this model lives on the CPU; "
+                        "move it to the host (e.g. cupy.asnumpy) or use a CUDA model")
+    if isinstance(X, np.ndarray):
+        arr = X
+    else:
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be a 2-D numeric array: {exc}") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric or bool dtype, got {arr.dtype}")
+    if arr.ndim != 2:
+        hint = " (use X.reshape(1, -1) for a single sample)" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_cols}), got shape {arr.shape}{hint}")
+    if arr.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} must have at least one row, got shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind == "f" and not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    is_binary = bool(np.all((out == 0.0) | (out == 1.0)))
+    if binary and not is_binary:
+        raise ValueError(f"{name} must be binary (every value 0 or 1)")
+    if not is_binary and (out.min(initial=0.0) < 0.0 or out.max(initial=0.0) > 1.0):
+        raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
+                         f"got range [{out.min()}, {out.max()}]")
+    return out, is_binary

@@ -1,0 +1,455 @@
+"""Bernoulli-Bernoulli restricted Boltzmann machine on the compiled kernels.
+
+E(v, h) = -b.v - c.h - v.W.h with W (n_visible, n_hidden), units in {0, 1}. Training by
+CD-k or PCD-k (hidden statistics by p(h|v), DESIGN.md §4) with momentum and weight decay;
+every random number comes from the shared Philox stream, indexed by the model's ``step``
+counter, so a saved model resumes bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._backend import check_float, check_int, check_seed, check_units, resolve_device
+from .reference import STREAM_INIT, STREAM_SHUFFLE
+
+_FORMAT = "ebmfast.RBM/1"
+_METHODS = ("cd", "pcd")
+_MAX_UNITS = 2**31 - 1
+# Gibbs steps per kernel call in long loops: Ctrl-C is honoured between calls.
+_CHUNK_STEPS = 64
+
+
+class RBM:
+    """Restricted Boltzmann machine with binary units, trained by CD-k or PCD-k.
+
+    Parameters
+    ----------
+    n_visible, n_hidden : int
+        Layer sizes (>= 1).
+    device : {"auto", "cpu", "cuda"}
+        "auto" picks the CPU until the CUDA backend exists; "cuda" raises.
+    seed : int or None
+        Seed of the Philox stream (and of the weight initialisation). None draws one.
+    learning_rate, momentum, weight_decay : float
+        velocity = momentum*velocity + learning_rate*(grad - weight_decay*W); W += velocity
+        (biases: no weight decay).
+    method : {"cd", "pcd"}
+        Contrastive divergence (chains start at the data) or persistent CD
+        (``batch_size`` chains carried across updates).
+    k : int
+        Gibbs steps per update (>= 1).
+    batch_size, epochs : int
+        Mini-batch size and number of epochs that one call of :meth:`fit` runs.
+    progress : bool
+        Show a tqdm bar with the epoch and the reconstruction error during :meth:`fit`.
+
+    Attributes
+    ----------
+    W : ndarray (n_visible, n_hidden), b : (n_visible,), c : (n_hidden,)
+        Read-only views; assign a new array to change them. sklearn aliases:
+        ``components_`` (n_hidden, n_visible), ``intercept_hidden_``, ``intercept_visible_``.
+    step : int
+        Philox step counter; every Gibbs step consumes one.
+    history_ : list of dict
+        One entry per epoch trained (epoch, seconds, recon_error when computed).
+    """
+
+    _PARAM_NAMES = ("n_visible", "n_hidden", "device", "seed", "learning_rate", "method", "k",
+                    "momentum", "weight_decay", "batch_size", "epochs", "progress")
+
+    def __init__(self, n_visible: int, n_hidden: int, *, device: str = "auto",
+                 seed: int | None = None, learning_rate: float = 0.05, method: str = "cd",
+                 k: int = 1, momentum: float = 0.0, weight_decay: float = 0.0,
+                 batch_size: int = 100, epochs: int = 10, progress: bool = False):
+        params = self._validate_params(dict(
+            n_visible=n_visible, n_hidden=n_hidden, device=device, seed=seed,
+            learning_rate=learning_rate, method=method, k=k, momentum=momentum,
+            weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, progress=progress))
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._device = resolve_device(device)
+        self._init_state()
+
+    # ------------------------------------------------------------------ parameters
+
+    @classmethod
+    def _validate_params(cls, p: dict[str, Any]) -> dict[str, Any]:
+        out = dict(p)
+        out["n_visible"] = check_int(p["n_visible"], "n_visible", minimum=1, maximum=_MAX_UNITS)
+        out["n_hidden"] = check_int(p["n_hidden"], "n_hidden", minimum=1, maximum=_MAX_UNITS)
+        if out["n_visible"] * out["n_hidden"] > 2**40:
+            raise MemoryError(f"n_visible * n_hidden = {out['n_visible'] * out['n_hidden']} "
+                              "weights is beyond any machine's memory")
+        resolve_device(p["device"])  # unknown device -> ValueError, cuda -> clear error
+        if p["seed"] is not None:
+            check_seed(p["seed"])
+        out["learning_rate"] = check_float(p["learning_rate"], "learning_rate", minimum=0.0,
+                                           open_min=True)
+        if not isinstance(p["method"], str) or p["method"] not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {p['method']!r}")
+        out["k"] = check_int(p["k"], "k", minimum=1, maximum=2**20)
+        out["momentum"] = check_float(p["momentum"], "momentum", minimum=0.0, maximum=1.0)
+        if out["momentum"] >= 1.0:
+            raise ValueError(f"momentum must be < 1, got {out['momentum']}")
+        out["weight_decay"] = check_float(p["weight_decay"], "weight_decay", minimum=0.0)
+        out["batch_size"] = check_int(p["batch_size"], "batch_size", minimum=1, maximum=2**24)
+        out["epochs"] = check_int(p["epochs"], "epochs", minimum=0, maximum=2**31)
+        if not isinstance(p["progress"], (bool, np.bool_)):
+            raise TypeError(f"progress must be a bool, got {p['progress']!r}")
+        out["progress"] = bool(p["progress"])
+        return out
+
+    def _init_state(self) -> None:
+        self.seed_ = check_seed(self.seed)
+        rng = np.random.default_rng(self.seed_)
+        # Hinton's practical guide: small Gaussian weights, zero biases.
+        self._W = (0.01 * rng.standard_normal((self.n_visible, self.n_hidden))).astype(np.float32)
+        self._WT = np.ascontiguousarray(self._W.T)
+        self._b = np.zeros(self.n_visible, np.float32)
+        self._c = np.zeros(self.n_hidden, np.float32)
+        self._vW = np.zeros_like(self._W)
+        self._vb = np.zeros_like(self._b)
+        self._vc = np.zeros_like(self._c)
+        self._chains: np.ndarray | None = None
+        self.step = 0
+        self.epochs_trained_ = 0
+        self.history_: list[dict[str, float]] = []
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters (sklearn protocol)."""
+        return {name: getattr(self, name) for name in self._PARAM_NAMES}
+
+    def set_params(self, **params) -> "RBM":
+        """Set constructor parameters (sklearn protocol). All are validated before any is
+        set; changing n_visible, n_hidden or seed re-initialises the model."""
+        unknown = set(params) - set(self._PARAM_NAMES)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)}; valid: {self._PARAM_NAMES}")
+        merged = self._validate_params({**self.get_params(), **params})
+        reinit = any(merged[n] != getattr(self, n) for n in ("n_visible", "n_hidden", "seed"))
+        for name, value in merged.items():
+            setattr(self, name, value)
+        self._device = resolve_device(self.device)
+        if merged["batch_size"] != (None if self._chains is None else self._chains.shape[0]):
+            self._chains = None  # PCD chains follow batch_size
+        if reinit:
+            self._init_state()
+        return self
+
+    def __repr__(self) -> str:
+        return (f"RBM(n_visible={self.n_visible}, n_hidden={self.n_hidden}, method={self.method!r}, "
+                f"k={self.k}, learning_rate={self.learning_rate}, device={self._device!r})")
+
+    # ------------------------------------------------------------------ weights
+
+    @staticmethod
+    def _readonly(a: np.ndarray) -> np.ndarray:
+        v = a.view()
+        v.flags.writeable = False
+        return v
+
+    def _check_param_array(self, value, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        arr = np.array(arr, dtype=np.float32, order="C")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return arr
+
+    @property
+    def W(self) -> np.ndarray:
+        return self._readonly(self._W)
+
+    @W.setter
+    def W(self, value) -> None:
+        self._W = self._check_param_array(value, "W", (self.n_visible, self.n_hidden))
+        self._WT = np.ascontiguousarray(self._W.T)
+
+    @property
+    def b(self) -> np.ndarray:
+        return self._readonly(self._b)
+
+    @b.setter
+    def b(self, value) -> None:
+        self._b = self._check_param_array(value, "b", (self.n_visible,))
+
+    @property
+    def c(self) -> np.ndarray:
+        return self._readonly(self._c)
+
+    @c.setter
+    def c(self, value) -> None:
+        self._c = self._check_param_array(value, "c", (self.n_hidden,))
+
+    # sklearn BernoulliRBM attribute names and shapes
+    @property
+    def components_(self) -> np.ndarray:
+        return self._readonly(self._WT)
+
+    @property
+    def intercept_hidden_(self) -> np.ndarray:
+        return self.c
+
+    @property
+    def intercept_visible_(self) -> np.ndarray:
+        return self.b
+
+    @property
+    def n_components(self) -> int:
+        return self.n_hidden
+
+    @property
+    def n_features_in_(self) -> int:
+        return self.n_visible
+
+    @property
+    def device_(self) -> str:
+        return self._device
+
+    # ------------------------------------------------------------------ training
+
+    def _take_steps(self, n: int) -> int:
+        """Reserve n Philox steps; returns the first."""
+        first = self.step
+        if first + n >= 2**32:
+            raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
+        self.step = first + n
+        return first
+
+    def _ensure_chains(self) -> np.ndarray:
+        if self._chains is None or self._chains.shape[0] != self.batch_size:
+            step = self._take_steps(1)
+            u = _core.philox_uniforms(self.seed_, STREAM_INIT, step, self.batch_size, self.n_visible)
+            self._chains = (u < 0.5).astype(np.float32)
+        return self._chains
+
+    def _update(self, V: np.ndarray, binary: bool, want_recon: bool) -> float:
+        chain = self._ensure_chains() if self.method == "pcd" else None
+        step = self._take_steps(self.k)
+        _, recon = _core.cd_update(
+            self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc, V, binary,
+            chain, self.k, self.learning_rate, self.momentum, self.weight_decay, self.seed_,
+            step, False, want_recon)
+        return recon
+
+    def _snapshot(self) -> tuple:
+        return (self._W.copy(), self._b.copy(), self._c.copy(), self._vW.copy(), self._vb.copy(),
+                self._vc.copy(), None if self._chains is None else self._chains.copy(), self.step)
+
+    def _restore(self, snap: tuple) -> None:
+        self._W, self._b, self._c, self._vW, self._vb, self._vc, self._chains, self.step = snap
+        self._WT = np.ascontiguousarray(self._W.T)
+
+    def _finite(self) -> bool:
+        return bool(np.isfinite(self._W).all() and np.isfinite(self._b).all()
+                    and np.isfinite(self._c).all())
+
+    def fit(self, X, y=None) -> "RBM":
+        """Train for ``epochs`` epochs of shuffled mini-batches, continuing from the current
+        parameters (a new model starts from its initialisation; a loaded one resumes).
+
+        X : array (n_samples, n_visible) with values in [0, 1] (binary or probabilities).
+        """
+        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        n = X.shape[0]
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.epochs, desc="RBM fit", unit="epoch")
+        try:
+            for _ in range(self.epochs):
+                snap = self._snapshot()
+                t0 = time.perf_counter()
+                # Epoch order from the Philox shuffle stream: a resumed model sees the
+                # same order as an uninterrupted one.
+                keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, self.epochs_trained_ % 2**32,
+                                             1, n)[0]
+                order = np.argsort(keys, kind="stable")
+                errs = []
+                for start in range(0, n, self.batch_size):
+                    batch = X[order[start:start + self.batch_size]]
+                    errs.append(self._update(batch, binary, want_recon=bar is not None)
+                                * batch.shape[0])
+                if not self._finite():
+                    epoch = self.epochs_trained_
+                    self._restore(snap)
+                    raise FloatingPointError(
+                        f"training diverged in epoch {epoch} (non-finite parameters); the model "
+                        f"was restored to the start of that epoch. Lower learning_rate "
+                        f"(now {self.learning_rate}) or momentum (now {self.momentum}).")
+                self.epochs_trained_ += 1
+                entry = {"epoch": self.epochs_trained_, "seconds": time.perf_counter() - t0}
+                if bar is not None:
+                    entry["recon_error"] = float(np.sum(errs) / n)
+                    bar.set_postfix(epoch=self.epochs_trained_, recon=f"{entry['recon_error']:.4f}")
+                    bar.update(1)
+                self.history_.append(entry)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self
+
+    def partial_fit(self, X, y=None) -> "RBM":
+        """One CD-k / PCD-k update with X as the mini-batch (sklearn semantics)."""
+        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        snap = self._snapshot() if X.shape[0] * self.n_visible < 2**22 else None
+        self._update(X, binary, want_recon=False)
+        if not self._finite():
+            if snap is not None:
+                self._restore(snap)
+            raise FloatingPointError("partial_fit produced non-finite parameters; lower "
+                                     f"learning_rate (now {self.learning_rate})")
+        return self
+
+    def gradient(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The CD-k / PCD-k gradient estimate (dW, db, dc) on batch X, without updating the
+        parameters (the Philox step and PCD chains do advance)."""
+        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        chain = self._ensure_chains() if self.method == "pcd" else None
+        step = self._take_steps(self.k)
+        (dW, db, dc), _ = _core.cd_update(
+            self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc, X, binary, chain,
+            self.k, self.learning_rate, self.momentum, self.weight_decay, self.seed_, step, True,
+            False)
+        return dW, db, dc
+
+    # ------------------------------------------------------------------ inference and sampling
+
+    def transform(self, X) -> np.ndarray:
+        """p(h = 1 | v) for each row of X: (n_samples, n_hidden) float32."""
+        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        _, p, _ = _core.layer_forward(X, self._W, self._c, 1.0, binary, False, True, False, 0,
+                                      0, 0, 0)
+        return p
+
+    def _gibbs_inplace(self, V: np.ndarray, n_steps: int, beta: float) -> None:
+        b, c = self._b, self._c
+        if beta != 1.0:  # p ∝ exp(-beta E): the kernel scales v.W, the biases come scaled
+            b, c = (beta * b).astype(np.float32), (beta * c).astype(np.float32)
+        done = 0
+        while done < n_steps:  # chunks: Ctrl-C is honoured between kernel calls
+            k = min(_CHUNK_STEPS, n_steps - done)
+            step = self._take_steps(k)
+            _core.gibbs(self._W, self._WT, b, c, V, k, beta, self.seed_, step, 0)
+            done += k
+
+    def gibbs(self, V, k: int = 1) -> np.ndarray:
+        """k block-Gibbs steps v -> h -> v from the binary states V; returns the new V
+        (n_samples, n_visible) float32. V itself is not modified."""
+        k = check_int(k, "k", minimum=1)
+        V, _ = check_units(V, "V", self.n_visible, binary=True)
+        V = V.copy() if np.shares_memory(V, np.asarray(V)) else V
+        self._gibbs_inplace(V, k, 1.0)
+        return V
+
+    def sample(self, n_samples: int, n_steps: int = 1000, beta: float = 1.0) -> np.ndarray:
+        """Samples of p(v) ∝ exp(-beta F(v)) from n_samples fresh chains (uniform random
+        start) after n_steps Gibbs steps: (n_samples, n_visible) float32."""
+        n_samples = check_int(n_samples, "n_samples", minimum=1, maximum=2**31 - 1)
+        n_steps = check_int(n_steps, "n_steps", minimum=0)
+        beta = check_float(beta, "beta", minimum=0.0)
+        step = self._take_steps(1)
+        V = (_core.philox_uniforms(self.seed_, STREAM_INIT, step, n_samples, self.n_visible)
+             < 0.5).astype(np.float32)
+        self._gibbs_inplace(V, n_steps, beta)
+        return V
+
+    # ------------------------------------------------------------------ scores
+
+    def free_energy(self, V) -> np.ndarray:
+        """F(v) = -b.v - sum_j softplus(c_j + (vW)_j): (n_samples,) float64."""
+        V, binary = check_units(V, "V", self.n_visible, binary=False)
+        return _core.free_energy(self._W, self._WT, self._b, self._c, V, binary)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Full pseudo-log-likelihood sum_i log p(v_i | v_-i) of each binary row of X
+        (deterministic; sklearn's estimate samples one unit): (n_samples,) float64."""
+        X, _ = check_units(X, "X", self.n_visible, binary=True)
+        return _core.pseudo_log_likelihood(self._W, self._WT, self._b, self._c, X, True)
+
+    def log_partition(self, method: str = "exact", **kwargs) -> float:
+        """log Z. method="exact" enumerates the smaller layer (min(n_visible, n_hidden) <= 25)."""
+        from . import estimators
+        if method == "exact":
+            return estimators.exact_log_partition(self, **kwargs)
+        if method == "ais":
+            raise NotImplementedError("method='ais' arrives with ebmfast.estimators.ais; "
+                                      "use method='exact' on models small enough to enumerate")
+        raise ValueError(f"method must be 'exact' or 'ais', got {method!r}")
+
+    def log_likelihood(self, X, log_z: float | None = None, **kwargs) -> np.ndarray:
+        """log p(v) = -F(v) - log Z per row of X; log Z computed by log_partition(**kwargs)
+        unless given."""
+        F = self.free_energy(X)
+        if log_z is None:
+            log_z = self.log_partition(**kwargs)
+        return -F - log_z
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write parameters, hyper-parameters, velocities, the Philox step and the PCD chains
+        to an .npz file (atomically: a crash never leaves a half-written file)."""
+        path = os.fspath(path)
+        meta = {"format": _FORMAT, "params": self.get_params(), "seed_": str(self.seed_),
+                "step": self.step, "epochs_trained_": self.epochs_trained_,
+                "history_": self.history_}
+        arrays = dict(W=self._W, b=self._b, c=self._c, vW=self._vW, vb=self._vb, vc=self._vc,
+                      chains=(np.zeros((0, self.n_visible), np.float32) if self._chains is None
+                              else self._chains),
+                      meta=np.array(json.dumps(meta)))
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".ebmfast-", suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RBM":
+        """Read a model written by :meth:`save`; training continues exactly where it stopped."""
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+            meta = json.loads(str(data["meta"]))
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{os.fspath(path)!r} is not an ebmfast RBM file: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            raise ValueError(f"{os.fspath(path)!r} is not an ebmfast RBM file "
+                             f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        params = dict(meta["params"])
+        params["device"] = "auto" if params.get("device") == "cuda" else params.get("device", "auto")
+        model = cls(**params)
+        try:
+            model.W = data["W"]
+            model.b = data["b"]
+            model.c = data["c"]
+            model._vW = model._check_param_array(data["vW"], "vW", model._W.shape)
+            model._vb = model._check_param_array(data["vb"], "vb", model._b.shape)
+            model._vc = model._check_param_array(data["vc"], "vc", model._c.shape)
+            chains = data["chains"]
+            model._chains = None if chains.shape[0] == 0 else model._check_param_array(
+                chains, "chains", (chains.shape[0], model.n_visible))
+        except KeyError as exc:
+            raise ValueError(f"{os.fspath(path)!r} lacks the array {exc}") from None
+        model.seed_ = int(meta["seed_"])
+        model.step = int(meta["step"])
+        model.epochs_trained_ = int(meta["epochs_trained_"])
+        model.history_ = list(meta.get("history_", []))
+        return model
