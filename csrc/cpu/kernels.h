@@ -10,6 +10,14 @@ namespace ebm::cpu {
 void set_num_threads(int n);  // OpenMP and the BLAS pool together
 int get_num_threads();
 const char* blas_name();
+// C [m, n] = alpha * op(A) . B with op(A) [m, k] (A itself [k, m] when trans_a), one
+// single-threaded sgemm on the calling thread; k == 0 gives zeros.
+void gemm_block(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
+// The same with the rows of C split over the OpenMP team.
+void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                        int64_t ldc);
 
 // --- one layer (rbm_layer.cpp)
 // z = beta * X.M + bias per output unit; writes any of field = z, prob = sigmoid(z),

@@ -4,11 +4,45 @@
 #include <cblas.h>
 #include "cpu/kernels.h"
 
+namespace {
+// Keep the BLAS single-threaded from the moment the module loads.
+const bool kBlasSingleThreaded = [] { scipy_openblas_set_num_threads(1); return true; }();
+}  // namespace
+
 namespace ebm::cpu {
 
+// The BLAS always runs single-threaded inside our OpenMP teams (see gemm_block): two
+// thread pools spinning on the same cores slowed small GEMMs down tenfold.
 void set_num_threads(int n) {
   omp_set_num_threads(n);
-  scipy_openblas_set_num_threads(n);
+  scipy_openblas_set_num_threads(1);
+}
+
+void gemm_block(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = 0.0f;
+    return;
+  }
+  scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans,
+                    static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
+                    alpha, A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), 0.0f, C,
+                    static_cast<blasint>(ldc));
+}
+
+void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                        int64_t ldc) {
+#pragma omp parallel
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
+    // Row r of op(A): row r of A, or column r of A when transposed.
+    const float* a = trans_a ? A + r0 : A + r0 * lda;
+    gemm_block(trans_a, r1 - r0, n, k, alpha, a, lda, B, ldb, C + r0 * ldc, ldc);
+  }
 }
 
 int get_num_threads() { return omp_get_max_threads(); }

@@ -6,7 +6,6 @@
 // unit i, the rows b with v[b, i] = 1 (a column-wise index list, "CSC"). Binary data
 // takes the same route; real-valued data (probabilities) takes one BLAS sgemm.
 #include <omp.h>
-#include <cblas.h>
 #include <cmath>
 #include <limits>
 #include "common/math.h"
@@ -169,10 +168,8 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
     pos_lists = column_lists(batch.V0, nd, n_v, kSlotDataLists);
   } else {
     G = scratch<float>(kSlotDenseGrad, static_cast<size_t>(n_v * n_h));
-    scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(n_v),
-                      static_cast<blasint>(n_h), static_cast<blasint>(nd),
-                      1.0f / static_cast<float>(nd), batch.V0, static_cast<blasint>(n_v), ph0,
-                      static_cast<blasint>(n_h), 0.0f, G, static_cast<blasint>(n_h));
+    gemm_rows_parallel(true, n_v, n_h, nd, 1.0f / static_cast<float>(nd), batch.V0, n_v, ph0,
+                       n_h, G, n_h);
   }
   const float inv_nd = 1.0f / static_cast<float>(nd), inv_nc = 1.0f / static_cast<float>(nc);
 
