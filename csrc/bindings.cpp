@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <vector>
@@ -69,7 +70,9 @@ ebm::RbmView rbm_view(F32& W, F32& WT, F32& b, F32& c, bool writable) {
   return P;
 }
 
-ebm::RngView rng_view(uint64_t seed, int64_t step, int64_t chain_offset) {
+// rows: chains chain_offset .. chain_offset + rows - 1 must all be distinct 32-bit indices.
+ebm::RngView rng_view(uint64_t seed, int64_t step, int64_t chain_offset, int64_t rows) {
+  check_u32(chain_offset + std::max<int64_t>(rows, 1) - 1, "chain_offset + rows - 1");
   ebm::RngView r;
   r.seed = seed;
   r.step = check_u32(step, "step");
@@ -117,7 +120,7 @@ PYBIND11_MODULE(_core, m) {
         [](uint64_t seed, int64_t stream, int64_t step, int64_t n_chains, int64_t n_units,
            int64_t chain_offset) {
           require(n_chains >= 0 && n_units >= 0, "n_chains and n_units must be >= 0");
-          const ebm::RngView r = rng_view(seed, step, chain_offset);
+          const ebm::RngView r = rng_view(seed, step, chain_offset, n_chains);
           const uint32_t st = check_u32(stream, "stream");
           check_u32(n_units + 3, "n_units");
           F32 out = new_f32(n_chains, n_units);
@@ -144,7 +147,7 @@ PYBIND11_MODULE(_core, m) {
           check_2d(M, "M", -1, -1);
           check_2d(X, "X", -1, M.shape(0));
           check_1d(bias, "bias", M.shape(1));
-          const ebm::RngView r = rng_view(seed, step, chain_offset);
+          const ebm::RngView r = rng_view(seed, step, chain_offset, X.shape(0));
           const uint32_t st = check_u32(stream, "stream");
           const int64_t rows = X.shape(0), n_out = M.shape(1);
           py::object field = py::none(), prob = py::none(), sample = py::none();
@@ -171,7 +174,7 @@ PYBIND11_MODULE(_core, m) {
           const ebm::RbmView P = rbm_view(W, WT, b, c, false);
           check_2d(V, "V", -1, P.n_visible);
           require(k >= 0, "k must be >= 0");
-          const ebm::RngView r = rng_view(seed, step, chain_offset);
+          const ebm::RngView r = rng_view(seed, step, chain_offset, V.shape(0));
           check_u32(step + k, "step + k");
           const int64_t rows = V.shape(0);
           F32 H = new_f32(rows, P.n_hidden);
@@ -195,7 +198,8 @@ PYBIND11_MODULE(_core, m) {
           check_2d(V0, "V0", -1, P.n_visible);
           require(V0.shape(0) >= 1, "V0 must have at least one row");
           require(k >= 1, "k must be >= 1");
-          const ebm::RngView r = rng_view(seed, step, 0);
+          const ebm::RngView r = rng_view(seed, step, 0,
+                                          std::max<int64_t>(V0.shape(0), chain ? chain->shape(0) : 0));
           check_u32(step + k, "step + k");
           ebm::cpu::CdBatch batch_view;
           batch_view.V0 = V0.data();

@@ -14,7 +14,7 @@ const char* blas_name();
 // single-threaded sgemm on the calling thread; k == 0 gives zeros.
 void gemm_block(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
-// The same with the rows of C split over the OpenMP team.
+// The same with the rows of C cut into fixed blocks shared out over the OpenMP team.
 void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
                         const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                         int64_t ldc);

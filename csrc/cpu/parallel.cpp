@@ -1,6 +1,7 @@
 // Thread control for the CPU backend: OpenMP (our kernels) and the OpenBLAS pool (GEMMs)
 // are set together so OMP_NUM_THREADS-style control means the same for both.
 #include <omp.h>
+#include <algorithm>
 #include <cblas.h>
 #include "cpu/kernels.h"
 
@@ -35,10 +36,12 @@ void gemm_block(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, cons
 void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
                         const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                         int64_t ldc) {
-#pragma omp parallel
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
+  // Fixed blocks of rows (not one per thread): BLAS rounds a row depending on its block.
+  constexpr int64_t kRows = 128;
+  const int64_t n_blocks = (m + kRows - 1) / kRows;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t r0 = blk * kRows, r1 = std::min(m, r0 + kRows);
     // Row r of op(A): row r of A, or column r of A when transposed.
     const float* a = trans_a ? A + r0 : A + r0 * lda;
     gemm_block(trans_a, r1 - r0, n, k, alpha, a, lda, B, ldb, C + r0 * ldc, ldc);

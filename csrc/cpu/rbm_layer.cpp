@@ -8,8 +8,8 @@
 //    with the number of ones (for MNIST-like data ~15% of a dense GEMM).
 //  * real-valued X (probabilities, mean-field inputs): one BLAS sgemm, then the same
 //    epilogue over its output.
-// Every output element is a sum in a fixed order, so results do not depend on the
-// number of threads.
+// Every output element is computed the same way whatever the number of threads (gather:
+// a sum in index order; GEMM: fixed blocks of rows), so results do not depend on it.
 #include <omp.h>
 #include <cblas.h>
 #include <cmath>
@@ -97,6 +97,7 @@ static int64_t count_nonzero(const float* x, int64_t n) {
 }
 
 constexpr double kGatherMaxDensity = 0.4;
+constexpr int64_t kGemmRows = 128;  // rows per GEMM block (fixed: see the GEMM path)
 
 // ---------------------------------------------------------------- layer_forward
 
@@ -118,8 +119,11 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
 
   // Dense enough binary input is faster through the GEMM: the gather moves one row of M
   // per one of X at about half the rate BLAS retires FMAs (measured ~21 adds/ns vs ~50
-  // FMA/ns per core), so it wins below ~40% ones (data ~13%, hidden samples ~50% early on).
-  if (X.binary && count_nonzero(X.X, rows * n_in) <= kGatherMaxDensity * rows * n_in) {
+  // FMA/ns per core), so it wins below ~40% ones (data ~13%, hidden samples ~50% early on)
+  // and on batches too small to give every thread a GEMM block.
+  const bool gather = X.binary && (rows < 2 * kGemmRows ||
+                                   count_nonzero(X.X, rows * n_in) <= kGatherMaxDensity * rows * n_in);
+  if (gather) {
 #pragma omp parallel for schedule(static)
     for (int64_t task = 0; task < n_tasks; ++task) {
       const int64_t r0 = task * per_task, r1 = std::min(rows, r0 + per_task);
@@ -141,20 +145,20 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
     return;
   }
 
-  // GEMM path: each thread multiplies its own block of rows (single-threaded BLAS, so the
-  // BLAS pool never fights the OpenMP team) and runs the epilogue while it is in cache.
+  // GEMM path: blocks of kGemmRows rows, one single-threaded sgemm each (the BLAS pool
+  // never fights the OpenMP team), epilogue while the block is in cache. Fixed blocks, not
+  // one per thread: BLAS rounds a row depending on its block, and the result must not
+  // depend on the thread count.
   float* C = scratch<float>(kSlotGemm, static_cast<size_t>(rows * n_out));
-#pragma omp parallel
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-    if (r1 > r0) {
-      gemm_block(false, r1 - r0, n_out, n_in, 1.0f, X.X + r0 * n_in, n_in, L.M, n_out,
-                 C + r0 * n_out, n_out);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t j0 = 0; j0 < n_out; j0 += kTile)
-          finish(r, j0, static_cast<int>(std::min<int64_t>(kTile, n_out - j0)), C + r * n_out + j0);
-    }
+  const int64_t n_blocks = ceil_div(rows, kGemmRows);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t r0 = blk * kGemmRows, r1 = std::min(rows, r0 + kGemmRows);
+    gemm_block(false, r1 - r0, n_out, n_in, 1.0f, X.X + r0 * n_in, n_in, L.M, n_out,
+               C + r0 * n_out, n_out);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t j0 = 0; j0 < n_out; j0 += kTile)
+        finish(r, j0, static_cast<int>(std::min<int64_t>(kTile, n_out - j0)), C + r * n_out + j0);
   }
 }
 

@@ -151,12 +151,19 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
     LayerOutputs o;
     o.prob = pv;
     layer_forward(BatchView{ph0, nd, false}, to_v, 1.0f, o, kStreamVisible, rng);
-    double s = 0.0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
-    for (int64_t i = 0; i < nd * n_v; ++i) {
-      const double d = static_cast<double>(batch.V0[i]) - pv[i];
-      s += d * d;
+    // Per-row sums, then rows in order: the total does not depend on the thread count.
+    double* row_err = scratch<double>(kSlotRowErr, static_cast<size_t>(nd));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < nd; ++r) {
+      double e = 0.0;
+      for (int64_t i = r * n_v; i < (r + 1) * n_v; ++i) {
+        const double d = static_cast<double>(batch.V0[i]) - pv[i];
+        e += d * d;
+      }
+      row_err[r] = e;
     }
+    double s = 0.0;
+    for (int64_t r = 0; r < nd; ++r) s += row_err[r];
     recon = s / static_cast<double>(nd);
   }
 

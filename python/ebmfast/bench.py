@@ -175,7 +175,7 @@ class NumpyRBM:
         pv = _sigmoid(h @ self.W.T + self.b)
         return self._sample(pv)
 
-    def update(self, v0: np.ndarray, persistent: bool = False) -> None:
+    def update(self, v0: np.ndarray, persistent: bool = False) -> "NumpyRBM":
         W = self.W
         B = v0.shape[0]
         ph0 = _sigmoid(v0 @ W + self.c)
@@ -201,6 +201,7 @@ class NumpyRBM:
         self.c += self.vc
         if persistent:
             self.chain = v1
+        return self
 
 
 # --------------------------------------------------------------------------- runners
@@ -261,9 +262,9 @@ def sklearn_runner(case: Case, kernel: str) -> Callable[[], object] | None:
     model.components_ = np.asarray(case.W.T, dtype=dtype, order="F")
     model.intercept_hidden_ = case.c.astype(dtype)
     model.intercept_visible_ = case.b.astype(dtype)
-    if kernel == "gibbs":
-        return lambda: model.gibbs(X)
-    return lambda: model.partial_fit(X)
+    fn = (lambda: model.gibbs(X)) if kernel == "gibbs" else (lambda: model.partial_fit(X))
+    fn.param_dtype = str(dtype)  # recorded in the JSON
+    return fn
 
 
 def floor_gemms(case: Case, kernel: str) -> list[tuple[int, int, int]]:
@@ -385,6 +386,18 @@ def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2,
 # --------------------------------------------------------------------------- environment
 
 
+def _cpu_simd_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
+    except OSError:
+        pass
+    return []
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -435,6 +448,7 @@ def _environment(threads: int) -> dict:
         "machine": {
             "cpu_model": _cpu_model(),
             "processor": platform.processor(),
+            "simd_flags": _cpu_simd_flags(),
             "platform": platform.platform(),
             "nproc": os.cpu_count(),
             "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -482,6 +496,7 @@ def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers:
                     continue
                 cells[impl] = time_calls(fn, repeats, warmup=warmup,
                                          slow_repeats=None if impl == "ebmfast" else slow_repeats)
+                cells[impl]["param_dtype"] = getattr(fn, "param_dtype", "float32")
                 del fn
             med = {k: (None if v is None else v["median_ms"]) for k, v in cells.items()}
             flops = floor_flops(case, kernel)
@@ -607,6 +622,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: NumPy's BLAS runs {np_threads} threads but ebmfast {threads}; for a fair "
               f"comparison start Python with OMP_NUM_THREADS={threads} "
               f"OPENBLAS_NUM_THREADS={threads}")
+    load = env["machine"]["loadavg_start"]
+    if load is not None and env["machine"]["nproc"] and load[0] > 0.5 * env["machine"]["nproc"]:
+        print(f"warning: the machine is busy (1-min load average {load[0]:.2f} on "
+              f"{env['machine']['nproc']} CPUs); multi-threaded timings will be noisy")
     print(f"median of {repeats} calls after {warmup} warm-up call(s); slow baselines "
           f"(> {SLOW_CALL_S} s/call) max(3, repeats//3); ratios per sample, same run")
     print(_HEADER)
