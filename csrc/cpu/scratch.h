@@ -25,6 +25,7 @@ enum Slot : int {
   kSlotSums,           // cd_update: float64 column sums
   kSlotBiasGrad,       // cd_update: bias gradients
   kSlotField,          // scores: hidden field
+  kSlotRowErr,         // cd_update: per-row reconstruction error
   kSlotCount
 };
 
