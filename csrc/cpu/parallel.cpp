@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cblas.h>
 #include "cpu/kernels.h"
+#include "cpu/simd.h"
 
 namespace {
 // Keep the BLAS single-threaded from the moment the module loads.
@@ -36,12 +37,10 @@ void gemm_block(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, cons
 void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
                         const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                         int64_t ldc) {
-  // Fixed blocks of rows (not one per thread): BLAS rounds a row depending on its block.
-  constexpr int64_t kRows = 128;
-  const int64_t n_blocks = (m + kRows - 1) / kRows;
+  const int64_t n_blocks = ceil_div(m, kGemmRows);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
-    const int64_t r0 = blk * kRows, r1 = std::min(m, r0 + kRows);
+    const int64_t r0 = blk * kGemmRows, r1 = std::min(m, r0 + kGemmRows);
     // Row r of op(A): row r of A, or column r of A when transposed.
     const float* a = trans_a ? A + r0 : A + r0 * lda;
     gemm_block(trans_a, r1 - r0, n, k, alpha, a, lda, B, ldb, C + r0 * ldc, ldc);

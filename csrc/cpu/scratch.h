@@ -26,6 +26,7 @@ enum Slot : int {
   kSlotBiasGrad,       // cd_update: bias gradients
   kSlotField,          // scores: hidden field
   kSlotRowErr,         // cd_update: per-row reconstruction error
+  kSlotTable,          // layer_forward: subset-sum table of M
   kSlotCount
 };
 

@@ -19,6 +19,10 @@ namespace ebm::cpu {
 // (4 uniforms) never straddles two tiles.
 constexpr int kTile = 128;
 
+// Rows per BLAS call on the GEMM paths: fixed (not one block per thread) because BLAS
+// rounds a row depending on its block and results must not depend on the thread count.
+constexpr int64_t kGemmRows = 128;
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Rows per parallel task: small enough to balance two or more threads on a small batch,
