@@ -673,8 +673,6 @@ def test_save_without_npz_suffix_writes_the_given_name(tmp_path):
     assert np.array_equal(ef.RBM.load(tmp_path / "model.bin").W, rbm.W)
 
 
-@pytest.mark.xfail(strict=True, reason="rbm.py save(): json.dumps(meta) fails on a NumPy "
-                   "integer seed (get_params returns the seed as given) -> TypeError")
 def test_save_with_numpy_integer_seed(tmp_path):
     rbm = ef.RBM(4, 3, seed=np.int64(7))
     rbm.save(tmp_path / "m.npz")
@@ -744,9 +742,6 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path):
         assert str(path.name) in str(info.value) or "W" in str(info.value), path.name
 
 
-@pytest.mark.xfail(strict=True, reason="rbm.py load(): meta['params'], meta['seed_'], "
-                   "meta['step'] are read unguarded -> KeyError instead of ValueError when a "
-                   "file has the ebmfast format tag but lacks a field")
 def test_load_rejects_file_with_format_tag_but_missing_fields(tmp_path):
     good = tmp_path / "good.npz"
     random_rbm(4, 3).save(good)
@@ -757,10 +752,6 @@ def test_load_rejects_file_with_format_tag_but_missing_fields(tmp_path):
         ef.RBM.load(tmp_path / "bad.npz")
 
 
-@pytest.mark.xfail(strict=True, reason="rbm.py load(): np.load(path) leaks its open file when "
-                   "the file starts with the zip magic but is no valid zip (a truncated .npz): "
-                   "ResourceWarning 'unclosed file', an error under -W error. Fix: open the "
-                   "file in load() (with open(path, 'rb') as f: np.load(f, ...))")
 def test_load_rejects_truncated_npz_without_leaking_the_file(tmp_path):
     import gc
     import warnings

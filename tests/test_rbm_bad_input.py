@@ -226,8 +226,6 @@ def test_probabilities_accepted_where_allowed(method):
     getattr(rbm, method)(X)   # values in [0, 1] are valid data here
 
 
-@pytest.mark.xfail(strict=True, reason="rbm.py log_likelihood(X) validates through "
-                   "free_energy(X), so its errors name 'V' instead of its argument 'X'")
 def test_log_likelihood_error_names_its_argument():
     rbm = trained_model()
     with pytest.raises(ValueError) as info:
@@ -235,10 +233,6 @@ def test_log_likelihood_error_names_its_argument():
     assert names("X", str(info.value)), str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="_backend.py:94 check_units (and rbm.py:164 "
-                   "_check_param_array) cast float64 -> float32 unguarded: a finite value "
-                   "beyond float32 range emits 'RuntimeWarning: overflow encountered in cast' "
-                   "(an exception under -W error) and is then reported as 'NaN or infinite'")
 @pytest.mark.parametrize("target", ["transform", "fit", "W"])
 def test_float64_beyond_float32_range_is_a_clean_value_error(target):
     rbm = trained_model()

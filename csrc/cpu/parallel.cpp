@@ -38,7 +38,7 @@ void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alp
                         const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                         int64_t ldc) {
   const int64_t n_blocks = ceil_div(m, kGemmRows);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(m * n * k))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t r0 = blk * kGemmRows, r1 = std::min(m, r0 + kGemmRows);
     // Row r of op(A): row r of A, or column r of A when transposed.

@@ -111,7 +111,7 @@ static int64_t nonzero_nibbles(const float* x, int64_t n, int32_t* idx) {
 // it costs one add per element and the sums are formed in a fixed order.
 static void build_subset_table(const float* M, int64_t n_in, int64_t n_out, float* T) {
   const int64_t n_groups = ceil_div(n_in, 4);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(n_groups * 16 * n_out))
   for (int64_t g = 0; g < n_groups; ++g) {
     float* base = T + 16 * g * n_out;
     for (int64_t j = 0; j < n_out; ++j) base[j] = 0.0f;
@@ -151,7 +151,7 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
     // The table pays for itself once the batch has enough rows to reuse it: it saves
     // (ones - nonzero groups) row adds per row and costs about 8 n_in row writes to build.
     int64_t ones = 0, groups = 0;  // integer sums: exact whatever the thread count
-#pragma omp parallel for schedule(static) reduction(+ : ones, groups)
+#pragma omp parallel for schedule(static) reduction(+ : ones, groups) if (parallel_worth(rows * n_in))
     for (int64_t r = 0; r < rows; ++r) {
       int32_t* idx = scratch<int32_t>(kSlotRowIndex, static_cast<size_t>(std::max<int64_t>(n_in, 1)));
       ones += nonzero_positions(X.X + r * n_in, n_in, idx);
@@ -167,7 +167,7 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
       src = T;
     }
     const int64_t list_len = std::max<int64_t>(table ? n_src / 16 : n_in, 1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(rows * n_out * 8))
     for (int64_t task = 0; task < n_tasks; ++task) {
       const int64_t r0 = task * per_task, r1 = std::min(rows, r0 + per_task);
       int32_t* idx = scratch<int32_t>(kSlotRowIndex, static_cast<size_t>(per_task * list_len));
@@ -193,7 +193,7 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
   // never fights the OpenMP team), epilogue while the block is in cache.
   float* C = scratch<float>(kSlotGemm, static_cast<size_t>(rows * n_out));
   const int64_t n_blocks = ceil_div(rows, kGemmRows);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(rows * n_out * n_in))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t r0 = blk * kGemmRows, r1 = std::min(rows, r0 + kGemmRows);
     gemm_block(false, r1 - r0, n_out, n_in, 1.0f, X.X + r0 * n_in, n_in, L.M, n_out,

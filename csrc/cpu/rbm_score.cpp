@@ -39,7 +39,7 @@ float* hidden_field(const RbmView& P, const BatchView& V) {
 void free_energy(const RbmView& P, const BatchView& V, double* out) {
   const float* field = hidden_field(P, V);
   const int64_t n_v = P.n_visible, n_h = P.n_hidden;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(V.rows * (n_v + n_h)))
   for (int64_t r = 0; r < V.rows; ++r) {
     double bv = 0.0;
     for (int64_t i = 0; i < n_v; ++i) bv += static_cast<double>(P.b[i]) * V.X[r * n_v + i];
@@ -50,7 +50,7 @@ void free_energy(const RbmView& P, const BatchView& V, double* out) {
 void pseudo_log_likelihood(const RbmView& P, const BatchView& V, double* out) {
   const float* field = hidden_field(P, V);
   const int64_t n_v = P.n_visible, n_h = P.n_hidden;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(V.rows * n_v * n_h))
   for (int64_t r = 0; r < V.rows; ++r) {
     const float* x = field + r * n_h;
     const double base = softplus_shift_sum(x, x, 0.0f, n_h);

@@ -35,7 +35,7 @@ ColumnLists column_lists(const float* V, int64_t rows, int64_t n, int slot) {
   int32_t* count = start + n;
   int32_t* list = count + n;
   const int64_t n_blocks = ceil_div(n, kTile);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(rows * n))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t i0 = blk * kTile, i1 = std::min(n, i0 + kTile);
     for (int64_t i = i0; i < i1; ++i) count[i] = 0;
@@ -49,7 +49,7 @@ ColumnLists column_lists(const float* V, int64_t rows, int64_t n, int slot) {
     start[i] = static_cast<int32_t>(acc);
     acc += count[i] + 1;
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(rows * n))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t i0 = blk * kTile, i1 = std::min(n, i0 + kTile);
     int32_t pos[kTile];
@@ -78,7 +78,7 @@ EBM_CLONES void momentum_step(float* w, float* vel, const float* g, int width, f
 // Column sums of P [rows, n] in float64, fixed order (thread-count independent).
 void column_sums(const float* P, int64_t rows, int64_t n, double* out) {
   const int64_t n_blocks = ceil_div(n, kTile);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(rows * n))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t j0 = blk * kTile, j1 = std::min(n, j0 + kTile);
     double s[kTile] = {};
@@ -95,7 +95,7 @@ void column_sums(const float* P, int64_t rows, int64_t n, double* out) {
 void transpose(const float* W, float* WT, int64_t n_v, int64_t n_h) {
   constexpr int64_t kB = 32;
   const int64_t bi = ceil_div(n_v, kB), bj = ceil_div(n_h, kB);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(n_v * n_h))
   for (int64_t blk = 0; blk < bi * bj; ++blk) {
     const int64_t i0 = (blk / bj) * kB, j0 = (blk % bj) * kB;
     const int64_t i1 = std::min(n_v, i0 + kB), j1 = std::min(n_h, j0 + kB);
@@ -153,7 +153,7 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
     layer_forward(BatchView{ph0, nd, false}, to_v, 1.0f, o, kStreamVisible, rng);
     // Per-row sums, then rows in order: the total does not depend on the thread count.
     double* row_err = scratch<double>(kSlotRowErr, static_cast<size_t>(nd));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(nd * n_v))
     for (int64_t r = 0; r < nd; ++r) {
       double e = 0.0;
       for (int64_t i = r * n_v; i < (r + 1) * n_v; ++i) {
@@ -200,7 +200,7 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
   constexpr int64_t kRowsPerBlock = 16;  // 16 floats of a WT row = one cache line per write
   const int64_t n_blocks = ceil_div(n_v, kRowsPerBlock);
   const bool update = grad == nullptr;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(n_v * n_h * 4))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t i0 = blk * kRowsPerBlock, i1 = std::min(n_v, i0 + kRowsPerBlock);
     alignas(64) float gpos[kTile], gneg[kTile], g[kTile];

@@ -23,6 +23,11 @@ constexpr int kTile = 128;
 // rounds a row depending on its block and results must not depend on the thread count.
 constexpr int64_t kGemmRows = 128;
 
+// Below this many element operations a loop runs on the calling thread alone: waking a
+// team costs microseconds, and far more when the cores are shared with other work.
+constexpr int64_t kMinParallelWork = int64_t{1} << 17;
+inline bool parallel_worth(int64_t work) { return work >= kMinParallelWork; }
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Rows per parallel task: small enough to balance two or more threads on a small batch,

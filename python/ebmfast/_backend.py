@@ -85,15 +85,19 @@ def check_units(X, name: str, n_cols: int, *, binary: bool, allow_empty: bool = 
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real numeric or bool dtype, got {arr.dtype}")
     if arr.ndim != 2:
-        hint = " (use X.reshape(1, -1) for a single sample)" if arr.ndim == 1 else ""
+        hint = f" (use {name}.reshape(1, -1) for a single sample)" if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-D (n_samples, {n_cols}), got shape {arr.shape}{hint}")
     if arr.shape[1] != n_cols:
         raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} must have at least one row, got shape {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.dtype.kind == "f" and not np.isfinite(out).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+    if arr.dtype.kind in "iuf" and arr.size and (arr.min() < 0 or arr.max() > 1):
+        # checked before the float32 cast, which would overflow on huge values
+        raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
+                         f"got range [{arr.min()}, {arr.max()}]")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
     is_binary = bool(np.all((out == 0.0) | (out == 1.0)))
     if binary and not is_binary:
         raise ValueError(f"{name} must be binary (every value 0 or 1)")

@@ -89,7 +89,7 @@ class RBM:
                               "weights is beyond any machine's memory")
         resolve_device(p["device"])  # unknown device -> ValueError, cuda -> clear error
         if p["seed"] is not None:
-            check_seed(p["seed"])
+            out["seed"] = check_seed(p["seed"])
         out["learning_rate"] = check_float(p["learning_rate"], "learning_rate", minimum=0.0,
                                            open_min=True)
         if not isinstance(p["method"], str) or p["method"] not in _METHODS:
@@ -161,10 +161,11 @@ class RBM:
             raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
         if arr.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-        arr = np.array(arr, dtype=np.float32, order="C")
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinite values")
-        return arr
+        if arr.size and np.abs(arr).max() > np.finfo(np.float32).max:
+            raise ValueError(f"{name} has values beyond the float32 range")
+        return np.array(arr, dtype=np.float32, order="C")
 
     @property
     def W(self) -> np.ndarray:
@@ -347,8 +348,10 @@ class RBM:
         """k block-Gibbs steps v -> h -> v from the binary states V; returns the new V
         (n_samples, n_visible) float32. V itself is not modified."""
         k = check_int(k, "k", minimum=1)
+        original = V
         V, _ = check_units(V, "V", self.n_visible, binary=True)
-        V = V.copy() if np.shares_memory(V, np.asarray(V)) else V
+        if isinstance(original, np.ndarray) and np.shares_memory(V, original):
+            V = V.copy()  # the kernel works in place; the caller's array stays as it was
         self._gibbs_inplace(V, k, 1.0)
         return V
 
@@ -390,7 +393,8 @@ class RBM:
     def log_likelihood(self, X, log_z: float | None = None, **kwargs) -> np.ndarray:
         """log p(v) = -F(v) - log Z per row of X; log Z computed by log_partition(**kwargs)
         unless given."""
-        F = self.free_energy(X)
+        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        F = _core.free_energy(self._W, self._WT, self._b, self._c, X, binary)
         if log_z is None:
             log_z = self.log_partition(**kwargs)
         return -F - log_z
@@ -422,32 +426,37 @@ class RBM:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RBM":
         """Read a model written by :meth:`save`; training continues exactly where it stopped."""
+        path = os.fspath(path)
         try:
-            with np.load(os.fspath(path), allow_pickle=False) as z:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
             meta = json.loads(str(data["meta"]))
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
         except Exception as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not an ebmfast RBM file: {exc}") from None
+            raise ValueError(f"{path!r} is not an ebmfast RBM file: {exc}") from None
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not an ebmfast RBM file "
+            raise ValueError(f"{path!r} is not an ebmfast RBM file "
                              f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        try:
+            return cls._from_saved(meta, data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path!r} is a damaged ebmfast RBM file: missing or bad {exc}") from None
+
+    @classmethod
+    def _from_saved(cls, meta: dict, data: dict) -> "RBM":
         params = dict(meta["params"])
         params["device"] = "auto" if params.get("device") == "cuda" else params.get("device", "auto")
         model = cls(**params)
-        try:
-            model.W = data["W"]
-            model.b = data["b"]
-            model.c = data["c"]
-            model._vW = model._check_param_array(data["vW"], "vW", model._W.shape)
-            model._vb = model._check_param_array(data["vb"], "vb", model._b.shape)
-            model._vc = model._check_param_array(data["vc"], "vc", model._c.shape)
-            chains = data["chains"]
-            model._chains = None if chains.shape[0] == 0 else model._check_param_array(
-                chains, "chains", (chains.shape[0], model.n_visible))
-        except KeyError as exc:
-            raise ValueError(f"{os.fspath(path)!r} lacks the array {exc}") from None
+        model.W = data["W"]
+        model.b = data["b"]
+        model.c = data["c"]
+        model._vW = model._check_param_array(data["vW"], "vW", model._W.shape)
+        model._vb = model._check_param_array(data["vb"], "vb", model._b.shape)
+        model._vc = model._check_param_array(data["vc"], "vc", model._c.shape)
+        chains = data["chains"]
+        model._chains = None if chains.shape[0] == 0 else model._check_param_array(
+            chains, "chains", (chains.shape[0], model.n_visible))
         model.seed_ = int(meta["seed_"])
         model.step = int(meta["step"])
         model.epochs_trained_ = int(meta["epochs_trained_"])
