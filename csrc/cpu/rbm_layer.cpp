@@ -29,31 +29,45 @@ namespace ebm::cpu {
 
 // ---------------------------------------------------------------- tile kernels
 
-EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, const int32_t* idx, int64_t nnz,
-                              int64_t j0, int width, float* acc) {
+// NV whole vectors of the picked rows, accumulated in registers (NV <= kTile / 8).
+template <int NV>
+EBM_INLINE void sum_rows_vectors(const float* M, int64_t ld, const int32_t* idx, int64_t nnz,
+                                 int64_t j0, float* acc) {
   // Rows are picked at random, so the hardware prefetcher cannot see them coming:
   // fetch the row kPrefetch picks ahead (L2 -> L1 latency is the bound here, not adds).
   constexpr int64_t kPrefetch = 8;
-  if (width == kTile) {  // the whole tile in sixteen vector registers
-    vf8 a[kTile / 8] = {};
-    for (int64_t k = 0; k < nnz; ++k) {
-      const float* r = M + static_cast<int64_t>(idx[k]) * ld + j0;
-      if (k + kPrefetch < nnz) {
-        const float* q = M + static_cast<int64_t>(idx[k + kPrefetch]) * ld + j0;
-        for (int t = 0; t < kTile; t += 16) __builtin_prefetch(q + t);
-      }
-      for (int t = 0; t < kTile / 8; ++t) a[t] += load8(r + 8 * t);
-    }
-    for (int t = 0; t < kTile / 8; ++t) store8(acc + 8 * t, a[t]);
-    return;
-  }
-  // Last, narrower tile: whole vectors, then single lanes.
-  const int wv = width & ~7;
-  for (int t = 0; t < width; ++t) acc[t] = 0.0f;
+  vf8 a[NV] = {};
   for (int64_t k = 0; k < nnz; ++k) {
     const float* r = M + static_cast<int64_t>(idx[k]) * ld + j0;
-    for (int t = 0; t < wv; t += 8) store8(acc + t, load8(acc + t) + load8(r + t));
-    for (int t = wv; t < width; ++t) acc[t] += r[t];
+    if (k + kPrefetch < nnz) {
+      const float* q = M + static_cast<int64_t>(idx[k + kPrefetch]) * ld + j0;
+      for (int t = 0; t < 8 * NV; t += 16) __builtin_prefetch(q + t);
+    }
+    for (int t = 0; t < NV; ++t) a[t] += load8(r + 8 * t);
+  }
+  for (int t = 0; t < NV; ++t) store8(acc + 8 * t, a[t]);
+}
+
+EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const int32_t* idx,
+                              int64_t nnz, int64_t j0, int width, float* acc) {
+  const int nv = (width + 7) / 8;
+  // Whole vectors read up to 7 floats past the tile: inside M that is the next row
+  // (ignored lanes), but past M's last row it is not ours, so that row is peeled off.
+  const bool peel = (width % 8) != 0 && nnz > 0 && idx[nnz - 1] == m_rows - 1 &&
+                    j0 + 8 * nv > ld;
+  const int64_t n = peel ? nnz - 1 : nnz;
+  switch (nv) {
+#define EBM_CASE(NV) case NV: sum_rows_vectors<NV>(M, ld, idx, n, j0, acc); break;
+    EBM_CASE(1) EBM_CASE(2) EBM_CASE(3) EBM_CASE(4) EBM_CASE(5) EBM_CASE(6) EBM_CASE(7)
+    EBM_CASE(8) EBM_CASE(9) EBM_CASE(10) EBM_CASE(11) EBM_CASE(12) EBM_CASE(13) EBM_CASE(14)
+    EBM_CASE(15) EBM_CASE(16)
+#undef EBM_CASE
+    default: break;
+  }
+  static_assert(kTile == 128, "the switch above covers kTile / 8 vectors");
+  if (peel) {
+    const float* r = M + (m_rows - 1) * ld + j0;
+    for (int t = 0; t < width; ++t) acc[t] += r[t];
   }
 }
 
@@ -92,6 +106,17 @@ static int64_t nonzero_positions(const float* x, int64_t n, int32_t* idx) {
     m += (x[i] != 0.0f);
   }
   return m;
+}
+
+// Number of ones of a binary row (exact: integer-valued float partial sums < 2^24).
+EBM_CLONES static double row_sum(const float* x, int64_t n) {
+  vf8 a = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) a += load8(x + i);
+  float s = 0.0f;
+  for (; i < n; ++i) s += x[i];
+  for (int l = 0; l < 8; ++l) s += a[l];
+  return s;
 }
 
 // Table rows 16 g + s of the groups g whose 4-bit code s (bit b = x[4g + b]) is nonzero.
@@ -149,15 +174,17 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
 
   if (X.binary) {
     // The table pays for itself once the batch has enough rows to reuse it: it saves
-    // (ones - nonzero groups) row adds per row and costs about 8 n_in row writes to build.
-    int64_t ones = 0, groups = 0;  // integer sums: exact whatever the thread count
-#pragma omp parallel for schedule(static) reduction(+ : ones, groups) if (parallel_worth(rows * n_in))
-    for (int64_t r = 0; r < rows; ++r) {
-      int32_t* idx = scratch<int32_t>(kSlotRowIndex, static_cast<size_t>(std::max<int64_t>(n_in, 1)));
-      ones += nonzero_positions(X.X + r * n_in, n_in, idx);
-      groups += nonzero_nibbles(X.X + r * n_in, n_in, idx);
-    }
-    const bool table = ones - groups > 8 * n_in;
+    // (ones - nonzero groups) row adds and costs 4 n_in rows written to fresh memory,
+    // measured ~8x dearer than a row add from L2 (so at 784 x 500, batches of ~200+).
+    // Decide from the number of ones alone (a vectorised sum), estimating the nonzero
+    // groups as if the bits were independent: exact enough, and deterministic.
+    double ones = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : ones) if (parallel_worth(rows * n_in))
+    for (int64_t r = 0; r < rows; ++r) ones += row_sum(X.X + r * n_in, n_in);
+    const double density = ones / static_cast<double>(rows * n_in);
+    const double groups = static_cast<double>(rows * ceil_div(n_in, 4)) *
+                          (1.0 - std::pow(1.0 - density, 4.0));
+    const bool table = ones - groups > 32.0 * static_cast<double>(n_in);
     const float* src = L.M;
     int64_t n_src = n_in;  // rows of the matrix the lists index
     if (table) {
@@ -181,7 +208,7 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
         const int64_t j0 = tile * kTile;
         const int width = static_cast<int>(std::min<int64_t>(kTile, n_out - j0));
         for (int64_t r = r0; r < r1; ++r) {
-          sum_rows_tile(src, n_out, idx + (r - r0) * list_len, nnz[r - r0], j0, width, acc);
+          sum_rows_tile(src, n_out, n_src, idx + (r - r0) * list_len, nnz[r - r0], j0, width, acc);
           finish(r, j0, width, acc);
         }
       }

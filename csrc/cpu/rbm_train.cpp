@@ -213,11 +213,11 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
           for (int t = 0; t < width; ++t) gpos[t] = G[i * n_h + j0 + t];
           sp = 1.0f;
         } else {
-          sum_rows_tile(ph0, n_h, pos_lists.list + pos_lists.start[i], pos_lists.count[i], j0,
+          sum_rows_tile(ph0, n_h, nd, pos_lists.list + pos_lists.start[i], pos_lists.count[i], j0,
                           width, gpos);
           sp = inv_nd;
         }
-        sum_rows_tile(phk, n_h, neg_lists.list + neg_lists.start[i], neg_lists.count[i], j0,
+        sum_rows_tile(phk, n_h, nc, neg_lists.list + neg_lists.start[i], neg_lists.count[i], j0,
                         width, gneg);
         for (int t = 0; t < width; ++t) g[t] = gpos[t] * sp - gneg[t] * inv_nc;
         if (!update) {

@@ -4,10 +4,11 @@
 
 namespace ebm::cpu {
 
-// acc[0..width) = sum over k < nnz of M[idx[k], j0 .. j0+width), M row-major with
-// leading dimension ld. This is X.M for a binary row of X (idx = its ones) and
-// V^T.P for a column of a binary V (idx = the rows where it is one).
-void sum_rows_tile(const float* M, int64_t ld, const int32_t* idx, int64_t nnz, int64_t j0,
-                   int width, float* acc);
+// acc[0..width) = sum over k < nnz of M[idx[k], j0 .. j0+width), M row-major [m_rows, ld],
+// idx ascending, width <= kTile; acc must hold kTile floats (lanes past width are
+// scratch). This is X.M for a binary row of X (idx = its ones) and V^T.P for a column of
+// a binary V (idx = the rows where it is one).
+void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const int32_t* idx, int64_t nnz,
+                   int64_t j0, int width, float* acc);
 
 }  // namespace ebm::cpu
