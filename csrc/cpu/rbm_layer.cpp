@@ -154,6 +154,8 @@ static void build_subset_table(const float* M, int64_t n_in, int64_t n_out, floa
   }
 }
 
+constexpr double kTableMinSaving = 16.0;
+
 // ---------------------------------------------------------------- layer_forward
 
 void layer_forward(const BatchView& X, const LayerView& L, float beta, const LayerOutputs& out,
@@ -175,7 +177,8 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
   if (X.binary) {
     // The table pays for itself once the batch has enough rows to reuse it: it saves
     // (ones - nonzero groups) row adds and costs 4 n_in rows written to fresh memory,
-    // measured ~8x dearer than a row add from L2 (so at 784 x 500, batches of ~200+).
+    // each a few times dearer than a row add from L2 (thresholds 8..64 timed within
+    // noise at 784 x 500; 16 sits in the middle).
     // Decide from the number of ones alone (a vectorised sum), estimating the nonzero
     // groups as if the bits were independent: exact enough, and deterministic.
     double ones = 0.0;
@@ -184,7 +187,7 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
     const double density = ones / static_cast<double>(rows * n_in);
     const double groups = static_cast<double>(rows * ceil_div(n_in, 4)) *
                           (1.0 - std::pow(1.0 - density, 4.0));
-    const bool table = ones - groups > 32.0 * static_cast<double>(n_in);
+    const bool table = ones - groups > kTableMinSaving * static_cast<double>(n_in);
     const float* src = L.M;
     int64_t n_src = n_in;  // rows of the matrix the lists index
     if (table) {

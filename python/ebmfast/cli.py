@@ -41,14 +41,14 @@ def demo(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     X = datasets.bars_and_stripes(3)
     _demo_one("bars_and_stripes_3x3", X, 16, (3, 3), args.out, epochs=args.epochs,
-              seed=args.seed, method="pcd", learning_rate=0.05, momentum=0.5, batch_size=14)
+              seed=args.seed, method="cd", k=1, learning_rate=0.1, momentum=0.5, batch_size=14)
     if args.digits:
         try:
             D = datasets.digits()
         except ImportError as exc:
             print(f"digits skipped: {exc}")
         else:
-            _demo_one("digits_8x8", D, 20, (8, 8), args.out, epochs=max(args.epochs // 40, 5),
+            _demo_one("digits_8x8", D, 20, (8, 8), args.out, epochs=max(args.epochs // 60, 5),
                       seed=args.seed, method="cd", k=1, learning_rate=0.05, momentum=0.5,
                       batch_size=20)
     return 0
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     "when installed); the models are small enough to compute the exact "
                     "log-likelihood, printed before and after training; writes PNG sample grids.")
     p_demo.add_argument("--out", default="ebmfast_demo", help="folder for the PNGs (default: %(default)s)")
-    p_demo.add_argument("--epochs", type=int, default=2000, help="epochs on bars-and-stripes (default: %(default)s)")
+    p_demo.add_argument("--epochs", type=int, default=3000, help="epochs on bars-and-stripes (default: %(default)s)")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--no-digits", dest="digits", action="store_false", help="skip the digits model")
     p_demo.set_defaults(func=demo)
