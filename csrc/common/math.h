@@ -13,22 +13,28 @@ namespace ebm {
 EBM_HD float bits_to_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 EBM_HD uint32_t float_to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 
-// e^x for x in [-87, 88] (clamped outside), Cephes range reduction + degree-6 polynomial.
-EBM_HD float exp_f(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  const float r2 = r * r;
-  float p = 1.9875691500e-4f;
+// Cephes expf core: e^r for |r| <= ln2/2, degree-6 polynomial. T is float or a GCC
+// vector of floats (csrc/cpu/simd.h), so the scalar and vector exp share one polynomial.
+template <class T>
+EBM_HD T exp_reduced(T r) {
+  const T r2 = r * r;
+  T p = r * 0.0f + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
+  return p * r2 + r + 1.0f;
+}
+
+// e^x for x in [-87, 88] (clamped outside): x = n ln2 + r, e^x = 2^n e^r.
+EBM_HD float exp_f(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
   const int32_t e = static_cast<int32_t>(n) + 127;
-  return p * bits_to_float(static_cast<uint32_t>(e) << 23);
+  return exp_reduced(r) * bits_to_float(static_cast<uint32_t>(e) << 23);
 }
 
 // ln x for finite x > 0 (Cephes logf): frexp by bit manipulation + degree-8 polynomial.

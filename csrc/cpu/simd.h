@@ -5,6 +5,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include "common/math.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define EBM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -62,14 +63,7 @@ EBM_INLINE vf8 exp8(vf8 x) {
   const vf8 nf = __builtin_convertvector(n, vf8);
   vf8 r = x - nf * 0.693359375f;
   r = r + nf * 2.12194440e-4f;
-  const vf8 r2 = r * r;
-  vf8 p = splat8(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
+  const vf8 p = exp_reduced(r);
   const vi8 bits = (n + 127) << 23;
   vf8 scale;
   __builtin_memcpy(&scale, &bits, sizeof scale);

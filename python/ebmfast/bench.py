@@ -70,6 +70,9 @@ MARGINAL_EPS = 1e-3
 #: A cell whose single call takes longer than this many seconds is timed with
 #: max(3, repeats // 3) repeats.
 SLOW_CALL_S = 0.2
+#: A row is flagged noisy (``*`` in the table) when some cell's inter-quartile range
+#: exceeds this fraction of its median.
+NOISY_REL_IQR = 0.25
 
 _KERNEL_LABEL = {"gibbs": "Gibbs v->h->v", "cd1": "CD-1 update", "pcd1": "PCD-1 update"}
 
@@ -392,7 +395,7 @@ def _cpu_simd_flags() -> list[str]:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    return sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
+                    return sorted(x for x in flags if x.startswith(("avx", "fma", "sse4")))
     except OSError:
         pass
     return []
@@ -421,6 +424,23 @@ def _versions() -> dict:
             continue
         out[name] = getattr(mod, "__version__", "unknown")
     return out
+
+
+def _git_state() -> dict | None:
+    """Commit and dirty flag of the source tree ebmfast was built from (editable installs)."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changed = [ln[3:] for ln in dirty.stdout.splitlines()] if dirty.returncode == 0 else None
+    return {"commit": commit.stdout.strip(), "dirty": bool(changed), "modified": changed}
 
 
 def _thread_pools() -> list | None:
@@ -455,6 +475,7 @@ def _environment(threads: int) -> dict:
         },
         "versions": _versions(),
         "build_info": ebmfast.build_info(),
+        "source": _git_state(),
         "threads": {
             "ebmfast_get_num_threads": threads,
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -521,6 +542,10 @@ def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers:
                 },
                 "raw": cells,
             }
+            spread = [v["iqr_ms"] / v["median_ms"] for v in cells.values()
+                      if v is not None and v["median_ms"] > 0]
+            row["max_rel_iqr"] = max(spread) if spread else None
+            row["noisy"] = bool(spread) and max(spread) > NOISY_REL_IQR
             rows.append(row)
             log(_format_row(row))
     return rows
@@ -543,7 +568,8 @@ def _format_row(row: dict) -> str:
             f"{_fmt(m['sklearn'], '.3f', 9)} {_fmt(m['floor'], '.3f', 9)}"
             f"{_fmt(row['samples_per_s']['ebmfast'], '.3g', 11)} "
             f"{_fmt(r['numpy/ebmfast'], '.2f', 7)} {_fmt(r['sklearn/ebmfast'], '.2f', 7)} "
-            f"{_fmt(r['ebmfast/floor'], '.2f', 9)} {_fmt(row['floor']['gflops_per_s'], '.1f', 11)}")
+            f"{_fmt(r['ebmfast/floor'], '.2f', 9)} {_fmt(row['floor']['gflops_per_s'], '.1f', 11)}"
+            + (" *" if row.get("noisy") else ""))
 
 
 def _parse_sizes(items: list[str] | None) -> list[tuple[int, int, int]]:
@@ -658,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in (path, latest):
         with open(p, "w") as f:
             f.write(text + "\n")
+    if any(r["noisy"] for r in rows):
+        print(f"* noisy row: some cell's inter-quartile range exceeds {NOISY_REL_IQR:.0%} of its "
+              "median (another process was probably running); rerun on a quiet machine")
     print(f"done in {elapsed:.1f} s; wrote {path} and {latest}")
     return 0
 
