@@ -23,6 +23,15 @@ def test_build_info_reports_every_field():
         assert info["cuda_archs"], "a CUDA build names its architectures"
 
 
+def test_cuda_on_build_compiled_the_cuda_backend():
+    # CI installs with EBMFAST_CUDA=ON: every .cu file must have compiled into the module.
+    import os
+    if os.environ.get("EBMFAST_CUDA", "").upper() != "ON":
+        pytest.skip("not an EBMFAST_CUDA=ON build")
+    assert ef.build_info()["cuda_compiled"] is True
+    assert "90" in ef.build_info()["cuda_archs"]
+
+
 def test_cuda_available_is_false_without_a_device():
     # On a machine with no driver/GPU the static cudart reports 0 devices, not an error.
     if _core.cuda_device_count() == 0:

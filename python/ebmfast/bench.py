@@ -73,6 +73,9 @@ SLOW_CALL_S = 0.2
 #: A row is flagged noisy (``*`` in the table) when some cell's inter-quartile range
 #: exceeds this fraction of its median.
 NOISY_REL_IQR = 0.25
+#: ... or when other processes used more than this fraction of the machine's CPUs while
+#: the row ran.
+NOISY_OTHER_CPU = 0.10
 
 _KERNEL_LABEL = {"gibbs": "Gibbs v->h->v", "cd1": "CD-1 update", "pcd1": "PCD-1 update"}
 
@@ -389,6 +392,31 @@ def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2,
 # --------------------------------------------------------------------------- environment
 
 
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """(seconds of CPU the whole machine has been busy, seconds used by this process, wall
+    clock), to tell how much CPU other processes took while a row ran (Linux only)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = [int(x) for x in fields[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)   # idle + iowait
+    busy = sum(ticks[:8]) - idle                            # guest time is already in user
+    t = os.times()
+    return busy / hz, t.user + t.system, time.perf_counter()
+
+
+def _other_cpu(start, end) -> float | None:
+    """Fraction of all CPUs used by other processes (or taken by the hypervisor: steal time)
+    between two _cpu_snapshot()s."""
+    if start is None or end is None or end[2] <= start[2]:
+        return None
+    other = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, other / ((end[2] - start[2]) * (os.cpu_count() or 1)))
+
+
 def _cpu_simd_flags() -> list[str]:
     try:
         with open("/proc/cpuinfo") as f:
@@ -506,6 +534,7 @@ def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers:
     for size in sizes:
         case = make_case(*size)
         for kernel in kernels:
+            snap0 = _cpu_snapshot()
             cells: dict[str, dict | None] = {}
             for impl in IMPLEMENTATIONS:
                 if impl == "sklearn" and not sk_ok:
@@ -519,6 +548,7 @@ def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers:
                                          slow_repeats=None if impl == "ebmfast" else slow_repeats)
                 cells[impl]["param_dtype"] = getattr(fn, "param_dtype", "float32")
                 del fn
+            other = _other_cpu(snap0, _cpu_snapshot())
             med = {k: (None if v is None else v["median_ms"]) for k, v in cells.items()}
             flops = floor_flops(case, kernel)
             ef = med["ebmfast"]
@@ -545,7 +575,9 @@ def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers:
             spread = [v["iqr_ms"] / v["median_ms"] for v in cells.values()
                       if v is not None and v["median_ms"] > 0]
             row["max_rel_iqr"] = max(spread) if spread else None
-            row["noisy"] = bool(spread) and max(spread) > NOISY_REL_IQR
+            row["other_cpu"] = other
+            row["noisy"] = bool((spread and max(spread) > NOISY_REL_IQR)
+                                or (other is not None and other > NOISY_OTHER_CPU))
             rows.append(row)
             log(_format_row(row))
     return rows
@@ -553,8 +585,9 @@ def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers:
 
 _HEADER = (f"{'n_vis':>5} {'n_hid':>5} {'batch':>5}  {'kernel':<13}"
            f"{'ebmfast':>9} {'numpy':>9} {'sklearn':>9} {'floor':>9}"
-           f"{'ef samp/s':>11} {'np/ef':>7} {'sk/ef':>7} {'ef/floor':>9} {'floor GF/s':>11}")
-_UNITS = f"{'':>32}{'ms':>9} {'ms':>9} {'ms':>9} {'ms':>9}"
+           f"{'ef samp/s':>11} {'np/ef':>7} {'sk/ef':>7} {'ef/floor':>9} {'floor GF/s':>11}"
+           f"{'other':>6}")
+_UNITS = f"{'':>32}{'ms':>9} {'ms':>9} {'ms':>9} {'ms':>9}{'':>49}{'CPU':>6}"
 
 
 def _fmt(x: float | None, spec: str, width: int) -> str:
@@ -569,6 +602,7 @@ def _format_row(row: dict) -> str:
             f"{_fmt(row['samples_per_s']['ebmfast'], '.3g', 11)} "
             f"{_fmt(r['numpy/ebmfast'], '.2f', 7)} {_fmt(r['sklearn/ebmfast'], '.2f', 7)} "
             f"{_fmt(r['ebmfast/floor'], '.2f', 9)} {_fmt(row['floor']['gflops_per_s'], '.1f', 11)}"
+            + (f"{'-':>6}" if row.get("other_cpu") is None else f"{row['other_cpu']:>6.0%}")
             + (" *" if row.get("noisy") else ""))
 
 
@@ -665,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     result["settings"] = {
         "repeats": repeats, "warmup": warmup, "quick": bool(args.quick),
         "slow_call_s": SLOW_CALL_S, "slow_repeats": max(3, repeats // 3),
+        "noisy_rel_iqr": NOISY_REL_IQR, "noisy_other_cpu": NOISY_OTHER_CPU,
         "peers": not args.no_peers, "learning_rate": LEARNING_RATE, "momentum": MOMENTUM,
         "weight_decay": WEIGHT_DECAY, "seed": SEED, "argv": list(sys.argv[1:] if argv is None else argv),
         "init": "W ~ 0.01 N(0,1); b = log(p/(1-p)) of the data's pixel marginals clipped to "
@@ -686,7 +721,8 @@ def main(argv: list[str] | None = None) -> int:
             f.write(text + "\n")
     if any(r["noisy"] for r in rows):
         print(f"* noisy row: some cell's inter-quartile range exceeds {NOISY_REL_IQR:.0%} of its "
-              "median (another process was probably running); rerun on a quiet machine")
+              f"median, or other processes used more than {NOISY_OTHER_CPU:.0%} of the CPUs "
+              "('other CPU') while it ran; rerun on a quiet machine")
     print(f"done in {elapsed:.1f} s; wrote {path} and {latest}")
     return 0
 
