@@ -169,32 +169,37 @@ PYBIND11_MODULE(_core, m) {
         "z = beta * X.M + bias -> (field, sigmoid(z), Bernoulli samples); unwanted outputs are None.");
 
   m.def("gibbs",
-        [](F32 W, F32 WT, F32 b, F32 c, F32 V, int k, float beta, uint64_t seed, int64_t step,
-           int64_t chain_offset) {
+        [](F32 W, F32 WT, F32 b, F32 c, F32 V, std::optional<F32> V_out, int k, float beta,
+           uint64_t seed, int64_t step, int64_t chain_offset) {
           const ebm::RbmView P = rbm_view(W, WT, b, c, false);
           check_2d(V, "V", -1, P.n_visible);
           require(k >= 0, "k must be >= 0");
           const ebm::RngView r = rng_view(seed, step, chain_offset, V.shape(0));
           check_u32(step + k, "step + k");
           const int64_t rows = V.shape(0);
+          F32 out = V_out ? *V_out : V;  // in place unless an output is given
+          check_2d(out, "V_out", rows, P.n_visible);
           F32 H = new_f32(rows, P.n_hidden);
-          float* v = V.mutable_data();
+          const float* v_in = V.data();
+          float* v_out = out.mutable_data();
           float* h = H.mutable_data();
           {
             py::gil_scoped_release nogil;
-            ebm::cpu::gibbs_chains(P.to_hidden(), P.to_visible(), beta, v, h, rows, k, r);
+            ebm::cpu::gibbs_chains(P.to_hidden(), P.to_visible(), beta, v_in, v_out, h, rows, k, r);
           }
           return H;
         },
-        py::arg("W"), py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("V"), py::arg("k"),
-        py::arg("beta"), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
-        "k block-Gibbs steps on binary chains V (in place); returns the last hidden sample.");
+        py::arg("W"), py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("V"), py::arg("V_out"),
+        py::arg("k"), py::arg("beta"), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
+        "k block-Gibbs steps from binary chains V into V_out (None: V in place); returns the "
+        "last hidden sample.");
 
   m.def("cd_update",
         [](F32 W, F32 WT, F32 b, F32 c, F32 vW, F32 vb, F32 vc, F32 V0, bool v0_binary,
            std::optional<F32> chain, int k, float lr, float momentum, float weight_decay,
-           uint64_t seed, int64_t step, bool gradient_only, bool want_recon) {
-          ebm::RbmView P = rbm_view(W, WT, b, c, !gradient_only);
+           uint64_t seed, int64_t step, bool gradient_only, bool want_recon,
+           std::optional<py::tuple> out) {
+          ebm::RbmView P = rbm_view(W, WT, b, c, false);
           check_2d(V0, "V0", -1, P.n_visible);
           require(V0.shape(0) >= 1, "V0 must have at least one row");
           require(k >= 1, "k must be >= 1");
@@ -213,6 +218,8 @@ PYBIND11_MODULE(_core, m) {
             batch_view.n_chain = chain->shape(0);
           }
           ebm::VelocityView vel;
+          ebm::RbmView P_out;
+          ebm::VelocityView vel_out;
           ebm::TrainHyper hyper{lr, momentum, weight_decay};
           py::object grads = py::none();
           ebm::cpu::GradView g;
@@ -225,21 +232,52 @@ PYBIND11_MODULE(_core, m) {
             check_2d(vW, "vW", P.n_visible, P.n_hidden);
             check_1d(vb, "vb", P.n_visible);
             check_1d(vc, "vc", P.n_hidden);
-            vel = ebm::VelocityView{vW.mutable_data(), vb.mutable_data(), vc.mutable_data()};
+            vel = ebm::VelocityView{const_cast<float*>(vW.data()), const_cast<float*>(vb.data()),
+                                    const_cast<float*>(vc.data())};
+            if (out) {  // (W, WT, b, c, vW, vb, vc) to write instead of the inputs
+              require(out->size() == 7, "out must hold (W, WT, b, c, vW, vb, vc)");
+              F32 oW = (*out)[0].cast<F32>(), oWT = (*out)[1].cast<F32>(), ob = (*out)[2].cast<F32>(),
+                  oc = (*out)[3].cast<F32>(), ovW = (*out)[4].cast<F32>(), ovb = (*out)[5].cast<F32>(),
+                  ovc = (*out)[6].cast<F32>();
+              P_out = rbm_view(oW, oWT, ob, oc, true);
+              require(P_out.n_visible == P.n_visible && P_out.n_hidden == P.n_hidden,
+                      "out arrays must match the parameters' shapes");
+              check_2d(ovW, "out vW", P.n_visible, P.n_hidden);
+              check_1d(ovb, "out vb", P.n_visible);
+              check_1d(ovc, "out vc", P.n_hidden);
+              vel_out = ebm::VelocityView{ovW.mutable_data(), ovb.mutable_data(), ovc.mutable_data()};
+            } else {
+              P_out = rbm_view(W, WT, b, c, true);
+              vel_out = ebm::VelocityView{vW.mutable_data(), vb.mutable_data(), vc.mutable_data()};
+            }
           }
-          double recon;
+          ebm::cpu::CdResult res;
           {
             py::gil_scoped_release nogil;
-            recon = ebm::cpu::cd_update(P, vel, hyper, batch_view, r, gradient_only ? &g : nullptr,
-                                        want_recon);
+            res = ebm::cpu::cd_update(P, vel, hyper, batch_view, r, gradient_only ? &g : nullptr,
+                                      &P_out, &vel_out, want_recon);
           }
-          return py::make_tuple(grads, recon);
+          return py::make_tuple(grads, res.recon, res.finite);
         },
         py::arg("W"), py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("vW"), py::arg("vb"),
         py::arg("vc"), py::arg("V0"), py::arg("v0_binary"), py::arg("chain"), py::arg("k"),
         py::arg("learning_rate"), py::arg("momentum"), py::arg("weight_decay"), py::arg("seed"),
-        py::arg("step"), py::arg("gradient_only"), py::arg("want_recon"),
-        "One CD-k (chain=None) or PCD-k update; returns ((dW, db, dc) or None, recon_error).");
+        py::arg("step"), py::arg("gradient_only"), py::arg("want_recon"), py::arg("out") = py::none(),
+        "One CD-k (chain=None) or PCD-k update; returns ((dW, db, dc) or None, recon_error, "
+        "finite). The update goes to `out` = (W, WT, b, c, vW, vb, vc) when given, else in place.");
+
+  m.def("summarize",
+        [](F32 X) {
+          const float* x = X.data();
+          const int64_t n = X.size();
+          ebm::cpu::ValueSummary sm;
+          {
+            py::gil_scoped_release nogil;
+            sm = ebm::cpu::summarize(x, n);
+          }
+          return py::make_tuple(sm.finite, sm.binary, sm.min, sm.max);
+        },
+        py::arg("X"), "(all finite, all in {0, 1}, min, max) of a float32 array in one pass.");
 
   m.def("transpose",
         [](F32 W, F32 WT) {

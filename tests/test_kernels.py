@@ -228,7 +228,7 @@ def test_chain_index_past_2_32_is_rejected_or_matches_reference(entry):
             want = R.layer_forward(X, W, c, 1.0, 1, SEED, STEP, off)[2]
         else:
             got = X.copy()
-            _core.gibbs(W, WT, b, c, got, 1, 1.0, SEED, STEP, off)
+            _core.gibbs(W, WT, b, c, got, None, 1, 1.0, SEED, STEP, off)
             want = R.gibbs(W, b, c, X, 1, 1.0, SEED, STEP, off)[0]
     except ValueError:
         return
@@ -260,7 +260,7 @@ def test_gibbs_matches_reference(rows, n_v, n_h, k, states):
     V0 = binary(rng, (rows, n_v), SPARSE if states == "sparse" else 0.5)
     beta = 0.8
     V = V0.copy()
-    H = _core.gibbs(W, WT, b, c, V, k, beta, SEED, STEP, CHAIN_OFFSET)
+    H = _core.gibbs(W, WT, b, c, V, None, k, beta, SEED, STEP, CHAIN_OFFSET)
     V_ref, H_ref = R.gibbs(W, b, c, V0, k, beta, SEED, STEP, CHAIN_OFFSET)
     assert H.shape == (rows, n_h) and H.dtype == np.float32
     assert set(np.unique(V).tolist()) <= {0.0, 1.0} and set(np.unique(H).tolist()) <= {0.0, 1.0}
@@ -278,10 +278,10 @@ def test_gibbs_chunks_compose():
     W, WT, b, c = rbm_params(rng, 70, 33)
     V0 = binary(rng, (21, 70), 0.5)
     V1 = V0.copy()
-    H1 = _core.gibbs(W, WT, b, c, V1, 7, 1.0, SEED, STEP, 3)
+    H1 = _core.gibbs(W, WT, b, c, V1, None, 7, 1.0, SEED, STEP, 3)
     V2 = V0.copy()
-    _core.gibbs(W, WT, b, c, V2, 3, 1.0, SEED, STEP, 3)
-    H2 = _core.gibbs(W, WT, b, c, V2, 4, 1.0, SEED, STEP + 3, 3)
+    _core.gibbs(W, WT, b, c, V2, None, 3, 1.0, SEED, STEP, 3)
+    H2 = _core.gibbs(W, WT, b, c, V2, None, 4, 1.0, SEED, STEP + 3, 3)
     np.testing.assert_array_equal(V1, V2)
     np.testing.assert_array_equal(H1, H2)
     assert not np.array_equal(V1, V0)
@@ -316,7 +316,7 @@ def kernel_cd_chain(W, WT, b, c, V0, v0_binary, k, seed, step):
     _, _, V = _core.layer_forward(H, WT, b, 1.0, True, False, False, True, R.STREAM_VISIBLE,
                                   seed, step, 0)
     if k > 1:
-        _core.gibbs(W, WT, b, c, V, k - 1, 1.0, seed, step + 1, 0)
+        _core.gibbs(W, WT, b, c, V, None, k - 1, 1.0, seed, step + 1, 0)
     return V
 
 
@@ -373,7 +373,7 @@ def test_cd_gradient_matches_reference(n_data, n_v, n_h, persistent, k, data_kin
     W0, b0, c0 = W.copy(), b.copy(), c.copy()
     vW, vb, vc = zeros_like_params(W, b, c)
     chain_k = None if chain is None else chain.copy()
-    grads, recon = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real", chain_k,
+    grads, recon, _ = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real", chain_k,
                                    k, 0.1, 0.5, 0.01, SEED, STEP, True, True)
     dW, db, dc = grads
     ref = R.cd_gradient(W, b, c, V0, k, SEED, STEP, chain)
@@ -412,7 +412,7 @@ def test_cd_gradient_bound_can_fail():
 
 def test_cd_recon_disabled_is_nan():
     _, W, WT, b, c, V0, _ = cd_setup(9, 7, 5, "binary", False, "nan")
-    _, recon = _core.cd_update(W, WT, b, c, *zeros_like_params(W, b, c), V0, True, None, 1,
+    _, recon, _ = _core.cd_update(W, WT, b, c, *zeros_like_params(W, b, c), V0, True, None, 1,
                                0.1, 0.0, 0.0, SEED, STEP, True, False)
     assert np.isnan(recon)
 
@@ -423,10 +423,10 @@ def test_cd_equals_pcd_started_at_the_data(k):
     # hidden uniforms at `step`, same visible ones, same later steps): bit for bit.
     _, W, WT, b, c, V0, _ = cd_setup(40, 65, 33, "binary", False, f"cd=pcd{k}")
     vel = zeros_like_params(W, b, c)
-    g_cd, r_cd = _core.cd_update(W, WT, b, c, *vel, V0, True, None, k, 0.1, 0.0, 0.0, SEED,
+    g_cd, r_cd, _ = _core.cd_update(W, WT, b, c, *vel, V0, True, None, k, 0.1, 0.0, 0.0, SEED,
                                  STEP, True, True)
     chain = V0.copy()
-    g_pcd, r_pcd = _core.cd_update(W, WT, b, c, *vel, V0, True, chain, k, 0.1, 0.0, 0.0, SEED,
+    g_pcd, r_pcd, _ = _core.cd_update(W, WT, b, c, *vel, V0, True, chain, k, 0.1, 0.0, 0.0, SEED,
                                    STEP, True, True)
     for a, bb in zip(g_cd, g_pcd):
         np.testing.assert_array_equal(a, bb)
@@ -445,7 +445,7 @@ def test_cd_update_path(n_data, n_v, n_h, persistent, data_kind):
     lr, mom, wd, k = 0.1, 0.6, 0.02, 2
     P = [a.copy() for a in (W, WT, b, c, vW, vb, vc)]
     chain_u = None if chain is None else chain.copy()
-    out, _ = _core.cd_update(*P, V0, data_kind != "real", chain_u, k, lr, mom, wd, SEED, STEP,
+    out, _, _ = _core.cd_update(*P, V0, data_kind != "real", chain_u, k, lr, mom, wd, SEED, STEP,
                              False, False)
     assert out is None
     W1, WT1, b1, c1, vW1, vb1, vc1 = P
@@ -470,7 +470,7 @@ def test_cd_update_path(n_data, n_v, n_h, persistent, data_kind):
         assert_close(p1, p_ref, lr * tg + arith + EPS * np.abs(v_ref), name)
 
     # 2) against the kernel's own gradient (same step): only the update arithmetic differs
-    g_k, _ = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real",
+    g_k, _, _ = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real",
                              None if chain is None else chain.copy(), k, lr, mom, wd, SEED,
                              STEP, True, False)
     for p0, v0, g, p1, v1, decay in [(W, vW, g_k[0], W1, vW1, wd), (b, vb, g_k[1], b1, vb1, 0.0),
@@ -513,13 +513,13 @@ def thread_case(name):
         return list(_core.layer_forward(X, W, c, 0.9, is_bin, True, True, True, 1, SEED, STEP, 7))
     if kind == "gibbs":
         V = chain.copy()
-        return [_core.gibbs(W, WT, b, c, V, 3, 1.0, SEED, STEP, 0), V]
+        return [_core.gibbs(W, WT, b, c, V, None, 3, 1.0, SEED, STEP, 0), V]
     if kind in ("cd", "pcd", "cd-recon", "cd-update", "pcd-update"):
         ch = chain.copy() if kind.startswith("pcd") else None
         update = kind.endswith("update")
         P = [a.copy() for a in (W, WT, b, c)] + (vel if update else
                                                  list(zeros_like_params(W, b, c)))
-        g, r = _core.cd_update(*P, X, is_bin, ch, 2, 0.1, 0.5, 0.01, SEED, STEP, not update,
+        g, r, _ = _core.cd_update(*P, X, is_bin, ch, 2, 0.1, 0.5, 0.01, SEED, STEP, not update,
                                kind == "cd-recon")
         return (P if update else list(g)) + ([np.float64(r)] if kind == "cd-recon" else []) + \
             ([] if ch is None else [ch])
@@ -611,7 +611,7 @@ def test_gibbs_samples_exact_distribution(beta):
     assert 0.5 * np.abs(p_t - p).sum() < 1e-9
 
     V = binary(rng, (N, n_v), 0.5)
-    _core.gibbs(W, np.ascontiguousarray(W.T), bb, cb, V, N_BURN, beta, SEED, 0, 0)
+    _core.gibbs(W, np.ascontiguousarray(W.T), bb, cb, V, None, N_BURN, beta, SEED, 0, 0)
     idx = (V.astype(np.int64) << np.arange(n_v)).sum(axis=1)  # state = sum_i v_i 2^i
     counts = np.bincount(idx, minlength=2**n_v)
     # False-failure rate 1e-4: the chi-square statistic of exactly iid multinomial counts
@@ -658,7 +658,7 @@ def test_cd_k_approaches_exact_gradient():
 
     def kernel_cd(k, step):
         chain = V0.copy()
-        g, _ = _core.cd_update(W, np.ascontiguousarray(W.T), b, c,
+        g, _, _ = _core.cd_update(W, np.ascontiguousarray(W.T), b, c,
                                *zeros_like_params(W, b, c), V0, True, chain, k, 0.1, 0.0, 0.0,
                                SEED, step, True, False)
         mean = np.concatenate([a.ravel() for a in g]).astype(np.float64)

@@ -588,15 +588,16 @@ def test_fit_zero_epochs_and_real_valued_data():
 
 
 def test_divergence_restores_the_model():
-    """An absurd learning rate overflows float32; the failing epoch is rolled back whole."""
-    rbm = ef.RBM(4, 3, seed=0, learning_rate=1e38, momentum=0.9, epochs=1, batch_size=2)
+    """An absurd learning rate overflows float32; the failing update is discarded whole
+    (one batch per epoch here, so the model is exactly as before the failing fit)."""
+    rbm = ef.RBM(4, 3, seed=0, learning_rate=1e38, momentum=0.9, epochs=1, batch_size=6)
     X = np.ones((6, 4))
     for _ in range(10):
         before = state(rbm)
         try:
             rbm.fit(X)
         except FloatingPointError as exc:
-            assert "learning_rate" in str(exc)
+            assert "learning_rate" in str(exc) and "epoch" in str(exc)
             assert_same_state(state(rbm), before)
             break
     else:

@@ -32,10 +32,12 @@ struct LayerOutputs {
 void layer_forward(const BatchView& X, const LayerView& L, float beta, const LayerOutputs& out,
                    uint32_t stream, const RngView& rng);
 
-// k block-Gibbs steps v -> h -> v on binary chains V [rows, n_v] in place; H [rows, n_h]
-// receives the last hidden sample. Step t uses rng.step + t for both streams.
+// k block-Gibbs steps v -> h -> v from binary chains V_in [rows, n_v] into V_out (which
+// may be V_in); H [rows, n_h] receives the last hidden sample. Step t uses rng.step + t
+// for both streams.
 void gibbs_chains(const LayerView& to_hidden, const LayerView& to_visible, float beta,
-                  float* V, float* H, int64_t rows, int k, const RngView& rng);
+                  const float* V_in, float* V_out, float* H, int64_t rows, int k,
+                  const RngView& rng);
 
 // --- training (rbm_train.cpp)
 struct CdBatch {
@@ -51,14 +53,28 @@ struct GradView {
   float* b = nullptr;  // [n_v] (w)
   float* c = nullptr;  // [n_h] (w)
 };
+struct CdResult {
+  double recon;  // mean-field reconstruction error (mean over the batch of the squared
+                 // error summed over units) when asked for, else NaN
+  bool finite;   // every updated parameter is finite
+};
 // One CD-k (chain == null) or PCD-k update. With grad != null the gradient
 // <v h>_data - <v h>_model is written there and nothing else changes; otherwise the
-// momentum/weight-decay update is applied to P (W, WT, b, c) and vel in one pass over W.
-// Returns the mean-field reconstruction error (mean over the batch of the squared
-// error summed over units) when want_recon, else NaN. Consumes steps rng.step .. +k-1.
-double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hyper,
-                 const CdBatch& batch, const RngView& rng, const GradView* grad,
-                 bool want_recon);
+// momentum/weight-decay update of (P, vel) is written to (P_out, vel_out) - which may
+// alias them, or be a second buffer so that a non-finite result can be dropped - in one
+// pass over W that also writes WT. Consumes steps rng.step .. +k-1; PCD chains advance
+// in place.
+CdResult cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hyper,
+                   const CdBatch& batch, const RngView& rng, const GradView* grad,
+                   const RbmView* P_out, const VelocityView* vel_out, bool want_recon);
+
+// --- input checks (inspect.cpp)
+struct ValueSummary {
+  bool finite = true;   // no NaN or inf
+  bool binary = true;   // every value exactly 0 or 1
+  float min = 0.0f, max = 0.0f;  // over finite values (n > 0)
+};
+ValueSummary summarize(const float* x, int64_t n);
 
 // Blocked transpose: WT [n_h, n_v] = W^T.
 void transpose(const float* W, float* WT, int64_t n_v, int64_t n_h);

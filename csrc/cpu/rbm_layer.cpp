@@ -236,15 +236,17 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
 
 // ---------------------------------------------------------------- gibbs_chains
 
-void gibbs_chains(const LayerView& to_hidden, const LayerView& to_visible, float beta, float* V,
-                  float* H, int64_t rows, int k, const RngView& rng) {
+void gibbs_chains(const LayerView& to_hidden, const LayerView& to_visible, float beta,
+                  const float* V_in, float* V_out, float* H, int64_t rows, int k,
+                  const RngView& rng) {
   for (int t = 0; t < k; ++t) {
     RngView r = rng;
     r.step = rng.step + static_cast<uint32_t>(t);
     LayerOutputs h_out, v_out;
     h_out.sample = H;
-    v_out.sample = V;
-    layer_forward(BatchView{V, rows, true}, to_hidden, beta, h_out, kStreamHidden, r);
+    v_out.sample = V_out;
+    layer_forward(BatchView{t == 0 ? V_in : V_out, rows, true}, to_hidden, beta, h_out,
+                  kStreamHidden, r);
     layer_forward(BatchView{H, rows, true}, to_visible, beta, v_out, kStreamVisible, r);
   }
 }

@@ -65,14 +65,20 @@ ColumnLists column_lists(const float* V, int64_t rows, int64_t n, int slot) {
   return ColumnLists{start, count, list};
 }
 
-// velocity = momentum*velocity + lr*(g - decay*w); w += velocity
-EBM_CLONES void momentum_step(float* w, float* vel, const float* g, int width, float lr,
-                              float momentum, float decay) {
+// velocity = momentum*velocity + lr*(g - decay*w); w += velocity, from (w_in, vel_in)
+// into (w_out, vel_out), which may alias them. Returns true if any new w is not finite.
+EBM_CLONES bool momentum_step(const float* w_in, const float* vel_in, const float* g, int width,
+                              float lr, float momentum, float decay, float* w_out,
+                              float* vel_out) {
+  int bad = 0;
   for (int t = 0; t < width; ++t) {
-    const float v = momentum * vel[t] + lr * (g[t] - decay * w[t]);
-    vel[t] = v;
-    w[t] += v;
+    const float v = momentum * vel_in[t] + lr * (g[t] - decay * w_in[t]);
+    const float w = w_in[t] + v;
+    vel_out[t] = v;
+    w_out[t] = w;
+    bad |= !(w - w == 0.0f);  // false for NaN and +-inf
   }
+  return bad != 0;
 }
 
 // Column sums of P [rows, n] in float64, fixed order (thread-count independent).
@@ -106,9 +112,9 @@ void transpose(const float* W, float* WT, int64_t n_v, int64_t n_h) {
 
 // ---------------------------------------------------------------- cd_update
 
-double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hyper,
-                 const CdBatch& batch, const RngView& rng, const GradView* grad,
-                 bool want_recon) {
+CdResult cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hyper,
+                   const CdBatch& batch, const RngView& rng, const GradView* grad,
+                   const RbmView* P_out, const VelocityView* vel_out, bool want_recon) {
   const int64_t n_v = P.n_visible, n_h = P.n_hidden, nd = batch.n_data;
   const bool persistent = batch.chain != nullptr;
   const int64_t nc = persistent ? batch.n_chain : nd;
@@ -126,7 +132,7 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
     pos.prob = ph0;
     if (persistent) {
       layer_forward(data, to_h, 1.0f, pos, kStreamHidden, rng);
-      gibbs_chains(to_h, to_v, 1.0f, Vk, H, nc, batch.k, rng);
+      gibbs_chains(to_h, to_v, 1.0f, Vk, Vk, H, nc, batch.k, rng);
     } else {
       // CD: the chain starts at the data; its first hidden sample comes with p(h|v0).
       pos.sample = H;
@@ -137,7 +143,7 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
       if (batch.k > 1) {
         RngView r = rng;
         r.step = rng.step + 1;
-        gibbs_chains(to_h, to_v, 1.0f, Vk, H, nc, batch.k - 1, r);
+        gibbs_chains(to_h, to_v, 1.0f, Vk, Vk, H, nc, batch.k - 1, r);
       }
     }
     LayerOutputs neg;
@@ -200,7 +206,8 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
   constexpr int64_t kRowsPerBlock = 16;  // 16 floats of a WT row = one cache line per write
   const int64_t n_blocks = ceil_div(n_v, kRowsPerBlock);
   const bool update = grad == nullptr;
-#pragma omp parallel for schedule(static) if (parallel_worth(n_v * n_h * 4))
+  int bad = 0;  // any non-finite new parameter (the caller keeps the old ones)
+#pragma omp parallel for schedule(static) reduction(| : bad) if (parallel_worth(n_v * n_h * 4))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t i0 = blk * kRowsPerBlock, i1 = std::min(n_v, i0 + kRowsPerBlock);
     alignas(64) float gpos[kTile], gneg[kTile], g[kTile];
@@ -224,31 +231,33 @@ double cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& hy
           for (int t = 0; t < width; ++t) grad->W[i * n_h + j0 + t] = g[t];
           continue;
         }
-        float* w = P.W + i * n_h + j0;
-        momentum_step(w, vel.W + i * n_h + j0, g, width, hyper.learning_rate, hyper.momentum,
-                      hyper.weight_decay);
-        for (int t = 0; t < width; ++t) wblk[i - i0][t] = w[t];
+        const int64_t o = i * n_h + j0;
+        bad |= momentum_step(P.W + o, vel.W + o, g, width, hyper.learning_rate, hyper.momentum,
+                             hyper.weight_decay, P_out->W + o, vel_out->W + o);
+        for (int t = 0; t < width; ++t) wblk[i - i0][t] = P_out->W[o + t];
       }
       if (update)
         for (int t = 0; t < width; ++t)
-          for (int64_t i = i0; i < i1; ++i) P.WT[(j0 + t) * n_v + i] = wblk[i - i0][t];
+          for (int64_t i = i0; i < i1; ++i) P_out->WT[(j0 + t) * n_v + i] = wblk[i - i0][t];
     }
   }
 
   if (update) {  // biases: momentum, no weight decay
-    for (int64_t i = 0; i < n_v; ++i) {
-      vel.b[i] = hyper.momentum * vel.b[i] + hyper.learning_rate * db[i];
-      P.b[i] += vel.b[i];
-    }
-    for (int64_t j = 0; j < n_h; ++j) {
-      vel.c[j] = hyper.momentum * vel.c[j] + hyper.learning_rate * dc[j];
-      P.c[j] += vel.c[j];
-    }
+    for (int64_t off = 0; off < n_v; off += kTile)
+      bad |= momentum_step(P.b + off, vel.b + off, db + off,
+                           static_cast<int>(std::min<int64_t>(kTile, n_v - off)),
+                           hyper.learning_rate, hyper.momentum, 0.0f, P_out->b + off,
+                           vel_out->b + off);
+    for (int64_t off = 0; off < n_h; off += kTile)
+      bad |= momentum_step(P.c + off, vel.c + off, dc + off,
+                           static_cast<int>(std::min<int64_t>(kTile, n_h - off)),
+                           hyper.learning_rate, hyper.momentum, 0.0f, P_out->c + off,
+                           vel_out->c + off);
   } else {
     for (int64_t i = 0; i < n_v; ++i) grad->b[i] = db[i];
     for (int64_t j = 0; j < n_h; ++j) grad->c[j] = dc[j];
   }
-  return recon;
+  return CdResult{recon, bad == 0};
 }
 
 }  // namespace ebm::cpu

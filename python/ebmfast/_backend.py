@@ -91,17 +91,22 @@ def check_units(X, name: str, n_cols: int, *, binary: bool, allow_empty: bool = 
         raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} must have at least one row, got shape {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if arr.dtype.kind in "iuf" and arr.size and (arr.min() < 0 or arr.max() > 1):
-        # checked before the float32 cast, which would overflow on huge values
-        raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
-                         f"got range [{arr.min()}, {arr.max()}]")
+    if arr.dtype != np.float32:
+        # Range first: casting huge float64 values to float32 would overflow.
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if arr.dtype.kind in "iuf" and arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary "
+                             f"states), got range [{arr.min()}, {arr.max()}]")
     out = np.ascontiguousarray(arr, dtype=np.float32)
-    is_binary = bool(np.all((out == 0.0) | (out == 1.0)))
+    # One compiled pass tells finiteness, binariness and range (the common float32 case
+    # costs a single read of the batch).
+    finite, is_binary, lo, hi = _core.summarize(out)
+    if not finite:
+        raise ValueError(f"{name} contains NaN or infinite values")
     if binary and not is_binary:
         raise ValueError(f"{name} must be binary (every value 0 or 1)")
-    if not is_binary and (out.min(initial=0.0) < 0.0 or out.max(initial=0.0) > 1.0):
+    if out.size and (lo < 0.0 or hi > 1.0):
         raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
-                         f"got range [{out.min()}, {out.max()}]")
-    return out, is_binary
+                         f"got range [{lo}, {hi}]")
+    return out, bool(is_binary)

@@ -51,7 +51,7 @@ import ebmfast
 __all__ = [
     "SIZES", "KERNELS", "IMPLEMENTATIONS", "Case", "make_case", "NumpyRBM",
     "ebmfast_runner", "numpy_runner", "sklearn_runner", "floor_runner", "make_runner",
-    "floor_gemms", "floor_flops", "floor_bytes", "time_calls", "run", "main",
+    "floor_gemms", "floor_flops", "floor_bytes", "time_cell", "time_calls", "run", "main",
 ]
 
 #: (n_visible, n_hidden, batch) of every benchmarked RBM.
@@ -70,6 +70,10 @@ MARGINAL_EPS = 1e-3
 #: A cell whose single call takes longer than this many seconds is timed with
 #: max(3, repeats // 3) repeats.
 SLOW_CALL_S = 0.2
+#: Warm-up: at least this many seconds per implementation and cell, spread over the rounds.
+WARMUP_S = 0.3
+#: The timed calls of a cell are split into this many rounds, implementations interleaved.
+ROUNDS = 3
 #: A row is flagged noisy (``*`` in the table) when some cell's inter-quartile range
 #: exceeds this fraction of its median.
 NOISY_REL_IQR = 0.25
@@ -356,37 +360,84 @@ def make_runner(impl: str, case: Case, kernel: str) -> Callable[[], object] | No
 # --------------------------------------------------------------------------- timing
 
 
-def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2,
-               slow_repeats: int | None = None) -> dict:
-    """Run ``fn`` ``warmup`` times, then time ``repeats`` calls with perf_counter.
+def time_cell(fns: dict[str, Callable[[], object]], repeats: int, *, warmup: int = 2,
+              warmup_s: float = WARMUP_S, rounds: int = ROUNDS,
+              slow_repeats: dict[str, int | None] | None = None) -> dict[str, dict]:
+    """Time several implementations of one kernel, interleaved in ``rounds`` rounds.
 
-    When the last warm-up call took more than SLOW_CALL_S seconds, only ``slow_repeats``
-    calls are timed. Returns {"median_ms", "min_ms", "iqr_ms", "repeats", "warmup", "times_ms"}.
+    Each implementation first runs ``warmup`` calls (the last one decides whether it is
+    slow: over SLOW_CALL_S seconds, it is timed ``slow_repeats[name]`` times instead of
+    ``repeats``). Its timed calls are then split over the rounds; in every round each
+    implementation (in an order that rotates from round to round) warms up again for at least
+    one call and ``warmup_s / rounds`` seconds, then runs its share of timed calls. Slow
+    phases of a shared machine therefore hit every column alike instead of one, and the
+    time-based warm-up lets the thread pool used just before go idle (OpenBLAS threads spin
+    for ~0.1 s after a call) and PCD chains move off their random start.
+
+    The garbage collector runs once before and is off during the whole cell (collecting
+    between warm-up and timing let the worker threads fall asleep and made the first timed
+    calls up to 2x slower). Returns per name {"median_ms", "min_ms", "iqr_ms", "repeats",
+    "warmup", "rounds", "times_ms"} (times in the order they were taken).
     """
-    t_warm = 0.0
-    for _ in range(warmup):
+    slow_repeats = slow_repeats or {}
+    names = list(fns)
+    rounds = max(1, int(rounds))
+    round_warm_s = warmup_s / rounds
+    times: dict[str, list[float]] = {n: [] for n in names}
+    n_warm = dict.fromkeys(names, 0)
+    plan: dict[str, list[int]] = {}
+
+    def call(fn) -> float:
         t0 = time.perf_counter()
         fn()
-        t_warm = time.perf_counter() - t0
-    n = repeats
-    if slow_repeats is not None and t_warm > SLOW_CALL_S:
-        n = min(repeats, slow_repeats)
+        return time.perf_counter() - t0
+
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
-    times = []
     try:
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        for name in names:
+            last = 0.0
+            for _ in range(warmup):
+                last = call(fns[name])
+            n_warm[name] += warmup
+            n = repeats
+            if slow_repeats.get(name) is not None and last > SLOW_CALL_S:
+                n = min(repeats, slow_repeats[name])
+            plan[name] = [len(a) for a in np.array_split(np.arange(n), min(rounds, n))]
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                if r >= len(plan[name]):
+                    continue
+                fn = fns[name]
+                t_start = time.perf_counter()
+                while True:  # >= 1 call and >= round_warm_s
+                    call(fn)
+                    n_warm[name] += 1
+                    if time.perf_counter() - t_start >= round_warm_s:
+                        break
+                for _ in range(plan[name][r]):
+                    times[name].append(call(fn))
     finally:
         if was_enabled:
             gc.enable()
-    ms = [t * 1e3 for t in times]
-    q1, q3 = np.percentile(ms, [25, 75])
-    return {"median_ms": float(np.median(ms)), "min_ms": float(min(ms)),
-            "iqr_ms": float(q3 - q1), "repeats": n, "warmup": warmup, "times_ms": ms}
+
+    out = {}
+    for name in names:
+        ms = [t * 1e3 for t in times[name]]
+        q1, q3 = np.percentile(ms, [25, 75])
+        out[name] = {"median_ms": float(np.median(ms)), "min_ms": float(min(ms)),
+                     "iqr_ms": float(q3 - q1), "repeats": len(ms), "warmup": n_warm[name],
+                     "rounds": len(plan[name]), "times_ms": ms}
+    return out
+
+
+def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2,
+               slow_repeats: int | None = None, warmup_s: float = WARMUP_S) -> dict:
+    """:func:`time_cell` for a single implementation, in one round."""
+    return time_cell({"fn": fn}, repeats, warmup=warmup, warmup_s=warmup_s, rounds=1,
+                     slow_repeats={"fn": slow_repeats})["fn"]
 
 
 # --------------------------------------------------------------------------- environment
@@ -526,7 +577,7 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 
 
 def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers: bool = True,
-        log=print) -> list[dict]:
+        warmup_s: float = WARMUP_S, rounds: int = ROUNDS, log=print) -> list[dict]:
     """Measure every (size, kernel) cell; returns one dict per row (see main's JSON)."""
     slow_repeats = max(3, repeats // 3)
     sk_ok = peers and sklearn_available()
@@ -535,19 +586,19 @@ def run(sizes=SIZES, kernels=KERNELS, repeats: int = 15, warmup: int = 2, peers:
         case = make_case(*size)
         for kernel in kernels:
             snap0 = _cpu_snapshot()
-            cells: dict[str, dict | None] = {}
+            fns = {}
             for impl in IMPLEMENTATIONS:
-                if impl == "sklearn" and not sk_ok:
-                    cells[impl] = None
-                    continue
-                fn = make_runner(impl, case, kernel)
-                if fn is None:
-                    cells[impl] = None
-                    continue
-                cells[impl] = time_calls(fn, repeats, warmup=warmup,
-                                         slow_repeats=None if impl == "ebmfast" else slow_repeats)
-                cells[impl]["param_dtype"] = getattr(fn, "param_dtype", "float32")
-                del fn
+                fn = None if (impl == "sklearn" and not sk_ok) else make_runner(impl, case, kernel)
+                if fn is not None:
+                    fns[impl] = fn
+            timed = time_cell(fns, repeats, warmup=warmup, warmup_s=warmup_s, rounds=rounds,
+                              slow_repeats={k: None if k == "ebmfast" else slow_repeats
+                                            for k in fns})
+            cells: dict[str, dict | None] = dict.fromkeys(IMPLEMENTATIONS)
+            for impl, cell in timed.items():
+                cell["param_dtype"] = getattr(fns[impl], "param_dtype", "float32")
+                cells[impl] = cell
+            del fns
             other = _other_cpu(snap0, _cpu_snapshot())
             med = {k: (None if v is None else v["median_ms"]) for k, v in cells.items()}
             flops = floor_flops(case, kernel)
@@ -668,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             parser.error("--threads must be >= 1")
         ebmfast.set_num_threads(args.threads)
-    repeats, warmup = (min(args.repeats, 3), 1) if args.quick else (args.repeats, 2)
+    repeats, warmup, warmup_s, rounds = ((min(args.repeats, 3), 1, 0.0, 1) if args.quick
+                                         else (args.repeats, 2, WARMUP_S, ROUNDS))
     threads = ebmfast.get_num_threads()
 
     env = _environment(threads)
@@ -682,22 +734,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: NumPy's BLAS runs {np_threads} threads but ebmfast {threads}; for a fair "
               f"comparison start Python with OMP_NUM_THREADS={threads} "
               f"OPENBLAS_NUM_THREADS={threads}")
-    load = env["machine"]["loadavg_start"]
-    if load is not None and env["machine"]["nproc"] and load[0] > 0.5 * env["machine"]["nproc"]:
-        print(f"warning: the machine is busy (1-min load average {load[0]:.2f} on "
-              f"{env['machine']['nproc']} CPUs); multi-threaded timings will be noisy")
-    print(f"median of {repeats} calls after {warmup} warm-up call(s); slow baselines "
+    snap = _cpu_snapshot()
+    time.sleep(0.5)
+    busy = _other_cpu(snap, _cpu_snapshot())
+    env["machine"]["other_cpu_start"] = busy
+    if busy is not None and busy > NOISY_OTHER_CPU:
+        print(f"warning: other processes are using {busy:.0%} of the CPUs; timings will be "
+              "noisy (see the 'other CPU' column)")
+    print(f"median of {repeats} calls in {rounds} interleaved round(s), each after >= 1 "
+          f"warm-up call and >= {warmup_s / rounds:.2g} s; slow baselines "
           f"(> {SLOW_CALL_S} s/call) max(3, repeats//3); ratios per sample, same run")
     print(_HEADER)
     print(_UNITS)
     t0 = time.perf_counter()
-    rows = run(sizes, args.kernels, repeats=repeats, warmup=warmup, peers=not args.no_peers)
+    rows = run(sizes, args.kernels, repeats=repeats, warmup=warmup, warmup_s=warmup_s,
+               rounds=rounds, peers=not args.no_peers)
     elapsed = time.perf_counter() - t0
 
     result = dict(env)
     result["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result["settings"] = {
-        "repeats": repeats, "warmup": warmup, "quick": bool(args.quick),
+        "repeats": repeats, "warmup": warmup, "warmup_s": warmup_s, "rounds": rounds,
+        "quick": bool(args.quick),
         "slow_call_s": SLOW_CALL_S, "slow_repeats": max(3, repeats // 3),
         "noisy_rel_iqr": NOISY_REL_IQR, "noisy_other_cpu": NOISY_OTHER_CPU,
         "peers": not args.no_peers, "learning_rate": LEARNING_RATE, "momentum": MOMENTUM,

@@ -118,6 +118,7 @@ class RBM:
         self._vb = np.zeros_like(self._b)
         self._vc = np.zeros_like(self._c)
         self._chains: np.ndarray | None = None
+        self._spare: tuple | None = None  # second parameter buffers (see _update)
         self.step = 0
         self.epochs_trained_ = 0
         self.history_: list[dict[str, float]] = []
@@ -234,32 +235,42 @@ class RBM:
             self._chains = (u < 0.5).astype(np.float32)
         return self._chains
 
+    def _params(self) -> tuple:
+        return (self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc)
+
     def _update(self, V: np.ndarray, binary: bool, want_recon: bool) -> float:
-        chain = self._ensure_chains() if self.method == "pcd" else None
-        step = self._take_steps(self.k)
-        _, recon = _core.cd_update(
-            self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc, V, binary,
-            chain, self.k, self.learning_rate, self.momentum, self.weight_decay, self.seed_,
-            step, False, want_recon)
+        """One CD/PCD update. The kernel writes the new parameters into a second set of
+        buffers, swapped in only when every value is finite: a diverging update raises
+        FloatingPointError and leaves the model exactly as it was (PCD chains included)."""
+        pcd = self.method == "pcd"
+        chain = self._ensure_chains() if pcd else None
+        chain_before = chain.copy() if pcd else None
+        if self._spare is None or self._spare[0].shape != self._W.shape:
+            self._spare = tuple(np.empty_like(a) for a in self._params())
+        if self.step + self.k >= 2**32:
+            raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
+        _, recon, finite = _core.cd_update(
+            *self._params(), V, binary, chain, self.k, self.learning_rate, self.momentum,
+            self.weight_decay, self.seed_, self.step, False, want_recon, self._spare)
+        if not finite:
+            if pcd:
+                self._chains[...] = chain_before
+            raise FloatingPointError(
+                "the update produced non-finite parameters and was discarded; lower "
+                f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
+        current = self._params()
+        (self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc) = self._spare
+        self._spare = current
+        self.step += self.k
         return recon
-
-    def _snapshot(self) -> tuple:
-        return (self._W.copy(), self._b.copy(), self._c.copy(), self._vW.copy(), self._vb.copy(),
-                self._vc.copy(), None if self._chains is None else self._chains.copy(), self.step)
-
-    def _restore(self, snap: tuple) -> None:
-        self._W, self._b, self._c, self._vW, self._vb, self._vc, self._chains, self.step = snap
-        self._WT = np.ascontiguousarray(self._W.T)
-
-    def _finite(self) -> bool:
-        return bool(np.isfinite(self._W).all() and np.isfinite(self._b).all()
-                    and np.isfinite(self._c).all())
 
     def fit(self, X, y=None) -> "RBM":
         """Train for ``epochs`` epochs of shuffled mini-batches, continuing from the current
         parameters (a new model starts from its initialisation; a loaded one resumes).
 
         X : array (n_samples, n_visible) with values in [0, 1] (binary or probabilities).
+        If an update diverges, FloatingPointError names the epoch; the model keeps the
+        last finite parameters.
         """
         X, binary = check_units(X, "X", self.n_visible, binary=False)
         n = X.shape[0]
@@ -269,29 +280,25 @@ class RBM:
             bar = tqdm(total=self.epochs, desc="RBM fit", unit="epoch")
         try:
             for _ in range(self.epochs):
-                snap = self._snapshot()
                 t0 = time.perf_counter()
                 # Epoch order from the Philox shuffle stream: a resumed model sees the
                 # same order as an uninterrupted one.
-                keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, self.epochs_trained_ % 2**32,
-                                             1, n)[0]
+                keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE,
+                                             self.epochs_trained_ % 2**32, 1, n)[0]
                 order = np.argsort(keys, kind="stable")
-                errs = []
+                err = 0.0
                 for start in range(0, n, self.batch_size):
                     batch = X[order[start:start + self.batch_size]]
-                    errs.append(self._update(batch, binary, want_recon=bar is not None)
-                                * batch.shape[0])
-                if not self._finite():
-                    epoch = self.epochs_trained_
-                    self._restore(snap)
-                    raise FloatingPointError(
-                        f"training diverged in epoch {epoch} (non-finite parameters); the model "
-                        f"was restored to the start of that epoch. Lower learning_rate "
-                        f"(now {self.learning_rate}) or momentum (now {self.momentum}).")
+                    try:
+                        recon = self._update(batch, binary, want_recon=bar is not None)
+                    except FloatingPointError as exc:
+                        raise FloatingPointError(
+                            f"training diverged in epoch {self.epochs_trained_ + 1}: {exc}") from None
+                    err += recon * batch.shape[0]
                 self.epochs_trained_ += 1
                 entry = {"epoch": self.epochs_trained_, "seconds": time.perf_counter() - t0}
                 if bar is not None:
-                    entry["recon_error"] = float(np.sum(errs) / n)
+                    entry["recon_error"] = float(err / n)
                     bar.set_postfix(epoch=self.epochs_trained_, recon=f"{entry['recon_error']:.4f}")
                     bar.update(1)
                 self.history_.append(entry)
@@ -303,13 +310,7 @@ class RBM:
     def partial_fit(self, X, y=None) -> "RBM":
         """One CD-k / PCD-k update with X as the mini-batch (sklearn semantics)."""
         X, binary = check_units(X, "X", self.n_visible, binary=False)
-        snap = self._snapshot() if X.shape[0] * self.n_visible < 2**22 else None
         self._update(X, binary, want_recon=False)
-        if not self._finite():
-            if snap is not None:
-                self._restore(snap)
-            raise FloatingPointError("partial_fit produced non-finite parameters; lower "
-                                     f"learning_rate (now {self.learning_rate})")
         return self
 
     def gradient(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -318,7 +319,7 @@ class RBM:
         X, binary = check_units(X, "X", self.n_visible, binary=False)
         chain = self._ensure_chains() if self.method == "pcd" else None
         step = self._take_steps(self.k)
-        (dW, db, dc), _ = _core.cd_update(
+        (dW, db, dc), _, _ = _core.cd_update(
             self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc, X, binary, chain,
             self.k, self.learning_rate, self.momentum, self.weight_decay, self.seed_, step, True,
             False)
@@ -341,19 +342,20 @@ class RBM:
         while done < n_steps:  # chunks: Ctrl-C is honoured between kernel calls
             k = min(_CHUNK_STEPS, n_steps - done)
             step = self._take_steps(k)
-            _core.gibbs(self._W, self._WT, b, c, V, k, beta, self.seed_, step, 0)
+            _core.gibbs(self._W, self._WT, b, c, V, None, k, beta, self.seed_, step, 0)
             done += k
 
     def gibbs(self, V, k: int = 1) -> np.ndarray:
         """k block-Gibbs steps v -> h -> v from the binary states V; returns the new V
         (n_samples, n_visible) float32. V itself is not modified."""
         k = check_int(k, "k", minimum=1)
-        original = V
         V, _ = check_units(V, "V", self.n_visible, binary=True)
-        if isinstance(original, np.ndarray) and np.shares_memory(V, original):
-            V = V.copy()  # the kernel works in place; the caller's array stays as it was
-        self._gibbs_inplace(V, k, 1.0)
-        return V
+        out = np.empty_like(V)  # first step reads V, writes out: the caller's V is untouched
+        step = self._take_steps(1)
+        _core.gibbs(self._W, self._WT, self._b, self._c, V, out, 1, 1.0, self.seed_, step, 0)
+        if k > 1:
+            self._gibbs_inplace(out, k - 1, 1.0)
+        return out
 
     def sample(self, n_samples: int, n_steps: int = 1000, beta: float = 1.0) -> np.ndarray:
         """Samples of p(v) ∝ exp(-beta F(v)) from n_samples fresh chains (uniform random
