@@ -604,6 +604,33 @@ def test_divergence_restores_the_model():
         pytest.fail("updates of 1e38 * gradient must overflow float32")
 
 
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_diverging_partial_fit_leaves_the_model_unchanged(method):
+    """The update is computed into spare buffers and swapped in only when finite: a
+    diverging partial_fit changes nothing, PCD chains and the step counter included."""
+    # 1e39 rounds to inf in the float32 kernel: the very first update is non-finite
+    rbm = ef.RBM(6, 4, seed=3, method=method, learning_rate=1e39, momentum=0.9, batch_size=5)
+    X = (np.random.default_rng(1).random((5, 6)) < 0.5).astype(np.float32)
+    before = state(rbm)
+    with pytest.raises(FloatingPointError, match="learning_rate"):
+        rbm.partial_fit(X)          # the very first update (PCD: creates the chains) overflows
+    assert_same_state(state(rbm), before)
+    rbm.learning_rate = 1e-2
+    rbm.partial_fit(X)              # then a sane update
+    for _ in range(10):
+        rbm.learning_rate = 1e38
+        before = state(rbm)
+        try:
+            rbm.partial_fit(X)
+        except FloatingPointError as exc:
+            assert "learning_rate" in str(exc)
+            assert_same_state(state(rbm), before)
+            assert np.isfinite(rbm.W).all()
+            break
+    else:
+        pytest.fail("updates of 1e38 * gradient must overflow float32")
+
+
 # --------------------------------------------------------------------------- 5. save / load
 
 

@@ -243,8 +243,9 @@ class RBM:
         buffers, swapped in only when every value is finite: a diverging update raises
         FloatingPointError and leaves the model exactly as it was (PCD chains included)."""
         pcd = self.method == "pcd"
+        step_before, chains_before = self.step, self._chains
         chain = self._ensure_chains() if pcd else None
-        chain_before = chain.copy() if pcd else None
+        chain_copy = chain.copy() if pcd else None
         if self._spare is None or self._spare[0].shape != self._W.shape:
             self._spare = tuple(np.empty_like(a) for a in self._params())
         if self.step + self.k >= 2**32:
@@ -254,7 +255,9 @@ class RBM:
             self.weight_decay, self.seed_, self.step, False, want_recon, self._spare)
         if not finite:
             if pcd:
-                self._chains[...] = chain_before
+                self._chains[...] = chain_copy
+                if chains_before is None:   # created by this call: undo that too
+                    self._chains, self.step = None, step_before
             raise FloatingPointError(
                 "the update produced non-finite parameters and was discarded; lower "
                 f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
