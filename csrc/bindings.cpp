@@ -257,14 +257,16 @@ PYBIND11_MODULE(_core, m) {
             res = ebm::cpu::cd_update(P, vel, hyper, batch_view, r, gradient_only ? &g : nullptr,
                                       &P_out, &vel_out, want_recon);
           }
-          return py::make_tuple(grads, res.recon, res.finite);
+          return py::make_tuple(grads, res.recon, res.finite, res.max_abs_param,
+                                res.max_abs_velocity);
         },
         py::arg("W"), py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("vW"), py::arg("vb"),
         py::arg("vc"), py::arg("V0"), py::arg("v0_binary"), py::arg("chain"), py::arg("k"),
         py::arg("learning_rate"), py::arg("momentum"), py::arg("weight_decay"), py::arg("seed"),
         py::arg("step"), py::arg("gradient_only"), py::arg("want_recon"), py::arg("out") = py::none(),
         "One CD-k (chain=None) or PCD-k update; returns ((dW, db, dc) or None, recon_error, "
-        "finite). The update goes to `out` = (W, WT, b, c, vW, vb, vc) when given, else in place.");
+        "finite, max |param|, max |velocity|). The update goes to `out` = (W, WT, b, c, vW, "
+        "vb, vc) when given, else in place.");
 
   m.def("summarize",
         [](F32 X) {

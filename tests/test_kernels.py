@@ -373,7 +373,7 @@ def test_cd_gradient_matches_reference(n_data, n_v, n_h, persistent, k, data_kin
     W0, b0, c0 = W.copy(), b.copy(), c.copy()
     vW, vb, vc = zeros_like_params(W, b, c)
     chain_k = None if chain is None else chain.copy()
-    grads, recon, _ = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real", chain_k,
+    grads, recon, *_ = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real", chain_k,
                                    k, 0.1, 0.5, 0.01, SEED, STEP, True, True)
     dW, db, dc = grads
     ref = R.cd_gradient(W, b, c, V0, k, SEED, STEP, chain)
@@ -412,7 +412,7 @@ def test_cd_gradient_bound_can_fail():
 
 def test_cd_recon_disabled_is_nan():
     _, W, WT, b, c, V0, _ = cd_setup(9, 7, 5, "binary", False, "nan")
-    _, recon, _ = _core.cd_update(W, WT, b, c, *zeros_like_params(W, b, c), V0, True, None, 1,
+    _, recon, *_ = _core.cd_update(W, WT, b, c, *zeros_like_params(W, b, c), V0, True, None, 1,
                                0.1, 0.0, 0.0, SEED, STEP, True, False)
     assert np.isnan(recon)
 
@@ -423,10 +423,10 @@ def test_cd_equals_pcd_started_at_the_data(k):
     # hidden uniforms at `step`, same visible ones, same later steps): bit for bit.
     _, W, WT, b, c, V0, _ = cd_setup(40, 65, 33, "binary", False, f"cd=pcd{k}")
     vel = zeros_like_params(W, b, c)
-    g_cd, r_cd, _ = _core.cd_update(W, WT, b, c, *vel, V0, True, None, k, 0.1, 0.0, 0.0, SEED,
+    g_cd, r_cd, *_ = _core.cd_update(W, WT, b, c, *vel, V0, True, None, k, 0.1, 0.0, 0.0, SEED,
                                  STEP, True, True)
     chain = V0.copy()
-    g_pcd, r_pcd, _ = _core.cd_update(W, WT, b, c, *vel, V0, True, chain, k, 0.1, 0.0, 0.0, SEED,
+    g_pcd, r_pcd, *_ = _core.cd_update(W, WT, b, c, *vel, V0, True, chain, k, 0.1, 0.0, 0.0, SEED,
                                    STEP, True, True)
     for a, bb in zip(g_cd, g_pcd):
         np.testing.assert_array_equal(a, bb)
@@ -445,7 +445,7 @@ def test_cd_update_path(n_data, n_v, n_h, persistent, data_kind):
     lr, mom, wd, k = 0.1, 0.6, 0.02, 2
     P = [a.copy() for a in (W, WT, b, c, vW, vb, vc)]
     chain_u = None if chain is None else chain.copy()
-    out, _, _ = _core.cd_update(*P, V0, data_kind != "real", chain_u, k, lr, mom, wd, SEED, STEP,
+    out, _, *_ = _core.cd_update(*P, V0, data_kind != "real", chain_u, k, lr, mom, wd, SEED, STEP,
                              False, False)
     assert out is None
     W1, WT1, b1, c1, vW1, vb1, vc1 = P
@@ -470,7 +470,7 @@ def test_cd_update_path(n_data, n_v, n_h, persistent, data_kind):
         assert_close(p1, p_ref, lr * tg + arith + EPS * np.abs(v_ref), name)
 
     # 2) against the kernel's own gradient (same step): only the update arithmetic differs
-    g_k, _, _ = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real",
+    g_k, _, *_ = _core.cd_update(W, WT, b, c, vW, vb, vc, V0, data_kind != "real",
                              None if chain is None else chain.copy(), k, lr, mom, wd, SEED,
                              STEP, True, False)
     for p0, v0, g, p1, v1, decay in [(W, vW, g_k[0], W1, vW1, wd), (b, vb, g_k[1], b1, vb1, 0.0),
@@ -519,7 +519,7 @@ def thread_case(name):
         update = kind.endswith("update")
         P = [a.copy() for a in (W, WT, b, c)] + (vel if update else
                                                  list(zeros_like_params(W, b, c)))
-        g, r, _ = _core.cd_update(*P, X, is_bin, ch, 2, 0.1, 0.5, 0.01, SEED, STEP, not update,
+        g, r, *_ = _core.cd_update(*P, X, is_bin, ch, 2, 0.1, 0.5, 0.01, SEED, STEP, not update,
                                kind == "cd-recon")
         return (P if update else list(g)) + ([np.float64(r)] if kind == "cd-recon" else []) + \
             ([] if ch is None else [ch])
@@ -658,7 +658,7 @@ def test_cd_k_approaches_exact_gradient():
 
     def kernel_cd(k, step):
         chain = V0.copy()
-        g, _, _ = _core.cd_update(W, np.ascontiguousarray(W.T), b, c,
+        g, _, *_ = _core.cd_update(W, np.ascontiguousarray(W.T), b, c,
                                *zeros_like_params(W, b, c), V0, True, chain, k, 0.1, 0.0, 0.0,
                                SEED, step, True, False)
         mean = np.concatenate([a.ravel() for a in g]).astype(np.float64)
@@ -776,3 +776,33 @@ def test_score_bounds_can_fail():
     with pytest.raises(AssertionError):
         assert_close(_core.pseudo_log_likelihood(W, WT, b2, c, V, True),
                      R.pseudo_log_likelihood(W, b, c, V), pll_bound(W, b, c, V), "PLL")
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_cd_update_into_spare_buffers_equals_in_place(persistent):
+    # The RBM writes an update into spare buffers when it cannot rule out overflow; that
+    # path must give bit-identical parameters, and leave the inputs untouched.
+    rng = np.random.default_rng(5)
+    n_v, n_h, n = 33, 17, 21
+    W = gaussian(rng, (n_v, n_h), 0.3)
+    WT = np.ascontiguousarray(W.T)
+    b, c = gaussian(rng, (n_v,), 0.2), gaussian(rng, (n_h,), 0.2)
+    vW, vb, vc = gaussian(rng, (n_v, n_h), 0.01), gaussian(rng, (n_v,), 0.01), \
+        gaussian(rng, (n_h,), 0.01)
+    V0 = (rng.random((n, n_v)) < 0.3).astype(np.float32)
+    chain = (rng.random((9, n_v)) < 0.5).astype(np.float32) if persistent else None
+    inputs = [a.copy() for a in (W, WT, b, c, vW, vb, vc)]
+    spare = tuple(np.full_like(a, np.nan) for a in inputs)
+    ch1 = None if chain is None else chain.copy()
+    _, _, finite, max_p, max_v = _core.cd_update(*inputs, V0, True, ch1, 2, 0.1, 0.5, 0.01,
+                                                 SEED, STEP, False, False, spare)
+    assert finite
+    for a, orig in zip(inputs, (W, WT, b, c, vW, vb, vc)):
+        assert np.array_equal(a, orig)          # inputs untouched
+    in_place = [a.copy() for a in (W, WT, b, c, vW, vb, vc)]
+    ch2 = None if chain is None else chain.copy()
+    _core.cd_update(*in_place, V0, True, ch2, 2, 0.1, 0.5, 0.01, SEED, STEP, False, False)
+    for a, bb in zip(spare, in_place):
+        assert np.array_equal(a, bb)
+    assert max_p == max(np.abs(x).max() for x in in_place[:4])
+    assert max_v == max(np.abs(x).max() for x in in_place[4:])

@@ -57,6 +57,8 @@ struct CdResult {
   double recon;  // mean-field reconstruction error (mean over the batch of the squared
                  // error summed over units) when asked for, else NaN
   bool finite;   // every updated parameter is finite
+  float max_abs_param = 0.0f;     // largest |W|, |b|, |c| written (update path)
+  float max_abs_velocity = 0.0f;  // largest |velocity| written (update path)
 };
 // One CD-k (chain == null) or PCD-k update. With grad != null the gradient
 // <v h>_data - <v h>_model is written there and nothing else changes; otherwise the

@@ -66,19 +66,35 @@ ColumnLists column_lists(const float* V, int64_t rows, int64_t n, int slot) {
 }
 
 // velocity = momentum*velocity + lr*(g - decay*w); w += velocity, from (w_in, vel_in)
-// into (w_out, vel_out), which may alias them. Returns true if any new w is not finite.
-EBM_CLONES bool momentum_step(const float* w_in, const float* vel_in, const float* g, int width,
-                              float lr, float momentum, float decay, float* w_out,
-                              float* vel_out) {
+// into (w_out, vel_out), which may alias them. Tracks the largest |w| and |velocity|
+// written (NaN makes them NaN), which the caller uses to bound the next update.
+struct StepStats {
+  float max_w = 0.0f, max_v = 0.0f;
+  void merge(const StepStats& o) {
+    max_w = (o.max_w > max_w || o.max_w != o.max_w) ? o.max_w : max_w;
+    max_v = (o.max_v > max_v || o.max_v != o.max_v) ? o.max_v : max_v;
+  }
+};
+
+EBM_CLONES StepStats momentum_step(const float* w_in, const float* vel_in, const float* g,
+                                   int width, float lr, float momentum, float decay,
+                                   float* w_out, float* vel_out) {
+  float mw = 0.0f, mv = 0.0f;
   int bad = 0;
   for (int t = 0; t < width; ++t) {
     const float v = momentum * vel_in[t] + lr * (g[t] - decay * w_in[t]);
     const float w = w_in[t] + v;
     vel_out[t] = v;
     w_out[t] = w;
-    bad |= !(w - w == 0.0f);  // false for NaN and +-inf
+    bad |= !(w - w == 0.0f) | !(v - v == 0.0f);  // NaN or inf
+    const float aw = w < 0.0f ? -w : w, av = v < 0.0f ? -v : v;
+    mw = aw > mw ? aw : mw;
+    mv = av > mv ? av : mv;
   }
-  return bad != 0;
+  StepStats st;
+  st.max_w = bad ? NAN : mw;
+  st.max_v = bad ? NAN : mv;
+  return st;
 }
 
 // Column sums of P [rows, n] in float64, fixed order (thread-count independent).
@@ -206,9 +222,13 @@ CdResult cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& 
   constexpr int64_t kRowsPerBlock = 16;  // 16 floats of a WT row = one cache line per write
   const int64_t n_blocks = ceil_div(n_v, kRowsPerBlock);
   const bool update = grad == nullptr;
-  int bad = 0;  // any non-finite new parameter (the caller keeps the old ones)
-#pragma omp parallel for schedule(static) reduction(| : bad) if (parallel_worth(n_v * n_h * 4))
+  // Largest |W|, |velocity| written, per block, merged in block order afterwards (the
+  // result must not depend on the thread count; NaN marks a non-finite value).
+  StepStats* block_stats = reinterpret_cast<StepStats*>(
+      scratch<float>(kSlotStepStats, static_cast<size_t>(2 * n_blocks + 2)));
+#pragma omp parallel for schedule(static) if (parallel_worth(n_v * n_h * 4))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    StepStats st;
     const int64_t i0 = blk * kRowsPerBlock, i1 = std::min(n_v, i0 + kRowsPerBlock);
     alignas(64) float gpos[kTile], gneg[kTile], g[kTile];
     alignas(64) float wblk[kRowsPerBlock][kTile];
@@ -232,32 +252,37 @@ CdResult cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& 
           continue;
         }
         const int64_t o = i * n_h + j0;
-        bad |= momentum_step(P.W + o, vel.W + o, g, width, hyper.learning_rate, hyper.momentum,
-                             hyper.weight_decay, P_out->W + o, vel_out->W + o);
+        st.merge(momentum_step(P.W + o, vel.W + o, g, width, hyper.learning_rate, hyper.momentum,
+                               hyper.weight_decay, P_out->W + o, vel_out->W + o));
         for (int t = 0; t < width; ++t) wblk[i - i0][t] = P_out->W[o + t];
       }
       if (update)
         for (int t = 0; t < width; ++t)
           for (int64_t i = i0; i < i1; ++i) P_out->WT[(j0 + t) * n_v + i] = wblk[i - i0][t];
     }
+    block_stats[blk] = st;
   }
+  StepStats stats;
+  if (update)
+    for (int64_t blk = 0; blk < n_blocks; ++blk) stats.merge(block_stats[blk]);
 
   if (update) {  // biases: momentum, no weight decay
     for (int64_t off = 0; off < n_v; off += kTile)
-      bad |= momentum_step(P.b + off, vel.b + off, db + off,
-                           static_cast<int>(std::min<int64_t>(kTile, n_v - off)),
-                           hyper.learning_rate, hyper.momentum, 0.0f, P_out->b + off,
-                           vel_out->b + off);
+      stats.merge(momentum_step(P.b + off, vel.b + off, db + off,
+                                static_cast<int>(std::min<int64_t>(kTile, n_v - off)),
+                                hyper.learning_rate, hyper.momentum, 0.0f, P_out->b + off,
+                                vel_out->b + off));
     for (int64_t off = 0; off < n_h; off += kTile)
-      bad |= momentum_step(P.c + off, vel.c + off, dc + off,
-                           static_cast<int>(std::min<int64_t>(kTile, n_h - off)),
-                           hyper.learning_rate, hyper.momentum, 0.0f, P_out->c + off,
-                           vel_out->c + off);
+      stats.merge(momentum_step(P.c + off, vel.c + off, dc + off,
+                                static_cast<int>(std::min<int64_t>(kTile, n_h - off)),
+                                hyper.learning_rate, hyper.momentum, 0.0f, P_out->c + off,
+                                vel_out->c + off));
   } else {
     for (int64_t i = 0; i < n_v; ++i) grad->b[i] = db[i];
     for (int64_t j = 0; j < n_h; ++j) grad->c[j] = dc[j];
   }
-  return CdResult{recon, bad == 0};
+  const bool finite = stats.max_w == stats.max_w && stats.max_v == stats.max_v;
+  return CdResult{recon, finite, stats.max_w, stats.max_v};
 }
 
 }  // namespace ebm::cpu

@@ -27,6 +27,7 @@ enum Slot : int {
   kSlotField,          // scores: hidden field
   kSlotRowErr,         // cd_update: per-row reconstruction error
   kSlotTable,          // layer_forward: subset-sum table of M
+  kSlotStepStats,      // cd_update: per-block largest |W|, |velocity|
   kSlotCount
 };
 

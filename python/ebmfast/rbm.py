@@ -119,6 +119,7 @@ class RBM:
         self._vc = np.zeros_like(self._c)
         self._chains: np.ndarray | None = None
         self._spare: tuple | None = None  # second parameter buffers (see _update)
+        self._refresh_bounds()
         self.step = 0
         self.epochs_trained_ = 0
         self.history_: list[dict[str, float]] = []
@@ -176,6 +177,7 @@ class RBM:
     def W(self, value) -> None:
         self._W = self._check_param_array(value, "W", (self.n_visible, self.n_hidden))
         self._WT = np.ascontiguousarray(self._W.T)
+        self._refresh_bounds()
 
     @property
     def b(self) -> np.ndarray:
@@ -184,6 +186,7 @@ class RBM:
     @b.setter
     def b(self, value) -> None:
         self._b = self._check_param_array(value, "b", (self.n_visible,))
+        self._refresh_bounds()
 
     @property
     def c(self) -> np.ndarray:
@@ -192,6 +195,7 @@ class RBM:
     @c.setter
     def c(self, value) -> None:
         self._c = self._check_param_array(value, "c", (self.n_hidden,))
+        self._refresh_bounds()
 
     # sklearn BernoulliRBM attribute names and shapes
     @property
@@ -238,32 +242,52 @@ class RBM:
     def _params(self) -> tuple:
         return (self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc)
 
+    def _refresh_bounds(self) -> None:
+        """Largest |parameter| and |velocity|: they bound what the next update can reach."""
+        self._max_param = float(max(np.abs(a).max(initial=0.0) for a in (self._W, self._b, self._c)))
+        self._max_velocity = float(max(np.abs(a).max(initial=0.0)
+                                       for a in (self._vW, self._vb, self._vc)))
+
+    def _in_place_is_safe(self) -> bool:
+        """Every gradient entry lies in [-1, 1] (averages of products of values in [0, 1]),
+        so |new velocity| <= momentum*max|v| + lr*(1 + wd*max|p|) and |new param| <= max|p|
+        + that. When even a field summed over a whole layer of such parameters stays far
+        from float32 overflow, the update cannot produce a non-finite value and may be
+        written in place; otherwise it goes to spare buffers first."""
+        dv = self.momentum * self._max_velocity + self.learning_rate * (
+            1.0 + self.weight_decay * self._max_param)
+        return (max(self.n_visible, self.n_hidden) + 2) * (self._max_param + 2 * dv) < 1e37
+
     def _update(self, V: np.ndarray, binary: bool, want_recon: bool) -> float:
-        """One CD/PCD update. The kernel writes the new parameters into a second set of
-        buffers, swapped in only when every value is finite: a diverging update raises
-        FloatingPointError and leaves the model exactly as it was (PCD chains included)."""
+        """One CD/PCD update. A diverging update raises FloatingPointError and leaves the
+        model exactly as it was (PCD chains included): it is written in place only when
+        it provably stays finite, else into spare buffers swapped in when finite."""
         pcd = self.method == "pcd"
+        if self.step + self.k + 1 >= 2**32:
+            raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
         step_before, chains_before = self.step, self._chains
         chain = self._ensure_chains() if pcd else None
-        chain_copy = chain.copy() if pcd else None
-        if self._spare is None or self._spare[0].shape != self._W.shape:
+        in_place = self._in_place_is_safe()
+        chain_copy = None if (in_place or not pcd) else chain.copy()
+        if not in_place and (self._spare is None or self._spare[0].shape != self._W.shape):
             self._spare = tuple(np.empty_like(a) for a in self._params())
-        if self.step + self.k >= 2**32:
-            raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
-        _, recon, finite = _core.cd_update(
+        _, recon, finite, max_param, max_velocity = _core.cd_update(
             *self._params(), V, binary, chain, self.k, self.learning_rate, self.momentum,
-            self.weight_decay, self.seed_, self.step, False, want_recon, self._spare)
+            self.weight_decay, self.seed_, self.step, False, want_recon,
+            None if in_place else self._spare)
         if not finite:
-            if pcd:
+            if pcd and chain_copy is not None:
                 self._chains[...] = chain_copy
                 if chains_before is None:   # created by this call: undo that too
                     self._chains, self.step = None, step_before
             raise FloatingPointError(
                 "the update produced non-finite parameters and was discarded; lower "
                 f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
-        current = self._params()
-        (self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc) = self._spare
-        self._spare = current
+        if not in_place:
+            current = self._params()
+            (self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc) = self._spare
+            self._spare = current
+        self._max_param, self._max_velocity = float(max_param), float(max_velocity)
         self.step += self.k
         return recon
 
@@ -322,7 +346,7 @@ class RBM:
         X, binary = check_units(X, "X", self.n_visible, binary=False)
         chain = self._ensure_chains() if self.method == "pcd" else None
         step = self._take_steps(self.k)
-        (dW, db, dc), _, _ = _core.cd_update(
+        (dW, db, dc), *_ = _core.cd_update(
             self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc, X, binary, chain,
             self.k, self.learning_rate, self.momentum, self.weight_decay, self.seed_, step, True,
             False)
@@ -462,6 +486,7 @@ class RBM:
         chains = data["chains"]
         model._chains = None if chains.shape[0] == 0 else model._check_param_array(
             chains, "chains", (chains.shape[0], model.n_visible))
+        model._refresh_bounds()
         model.seed_ = int(meta["seed_"])
         model.step = int(meta["step"])
         model.epochs_trained_ = int(meta["epochs_trained_"])
