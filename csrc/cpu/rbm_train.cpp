@@ -79,21 +79,39 @@ struct StepStats {
 EBM_CLONES StepStats momentum_step(const float* w_in, const float* vel_in, const float* g,
                                    int width, float lr, float momentum, float decay,
                                    float* w_out, float* vel_out) {
-  float mw = 0.0f, mv = 0.0f;
-  int bad = 0;
-  for (int t = 0; t < width; ++t) {
+  vf8 mw = {}, mv = {};
+  vi8 bad = {};
+  int t = 0;
+  for (; t + 8 <= width; t += 8) {
+    const vf8 v = momentum * load8(vel_in + t) + lr * (load8(g + t) - decay * load8(w_in + t));
+    const vf8 w = load8(w_in + t) + v;
+    store8(vel_out + t, v);
+    store8(w_out + t, w);
+    bad |= ((w - w) != 0.0f) | ((v - v) != 0.0f);  // NaN or inf
+    const vf8 aw = w < 0.0f ? -w : w, av = v < 0.0f ? -v : v;
+    mw = aw > mw ? aw : mw;
+    mv = av > mv ? av : mv;
+  }
+  float smw = 0.0f, smv = 0.0f;
+  int sbad = 0;
+  for (int l = 0; l < 8; ++l) {
+    sbad |= bad[l];
+    smw = mw[l] > smw ? mw[l] : smw;
+    smv = mv[l] > smv ? mv[l] : smv;
+  }
+  for (; t < width; ++t) {
     const float v = momentum * vel_in[t] + lr * (g[t] - decay * w_in[t]);
     const float w = w_in[t] + v;
     vel_out[t] = v;
     w_out[t] = w;
-    bad |= !(w - w == 0.0f) | !(v - v == 0.0f);  // NaN or inf
+    sbad |= !(w - w == 0.0f) | !(v - v == 0.0f);
     const float aw = w < 0.0f ? -w : w, av = v < 0.0f ? -v : v;
-    mw = aw > mw ? aw : mw;
-    mv = av > mv ? av : mv;
+    smw = aw > smw ? aw : smw;
+    smv = av > smv ? av : smv;
   }
   StepStats st;
-  st.max_w = bad ? NAN : mw;
-  st.max_v = bad ? NAN : mv;
+  st.max_w = sbad ? NAN : smw;
+  st.max_v = sbad ? NAN : smv;
   return st;
 }
 

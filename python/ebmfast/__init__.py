@@ -13,11 +13,6 @@ _ctypes.CDLL(
     mode=_ctypes.RTLD_GLOBAL,
 )
 
-# OpenMP threads of the kernels spin only briefly between parallel regions (GNU default:
-# 300,000 spins): back-to-back regions inside one kernel call still find them awake, but
-# a core shared with another process is not burnt waiting (that cost 10x on 2 cores).
-_os.environ.setdefault("GOMP_SPINCOUNT", "20000")
-
 from . import _core  # noqa: E402
 
 __version__ = _core.__version__
