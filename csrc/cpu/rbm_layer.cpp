@@ -99,7 +99,7 @@ EBM_CLONES static void epilogue_tile(const float* acc, const float* bias, float 
 }
 
 // Positions of the nonzeros of x[0..n): branch-free, so idx needs n slots.
-static int64_t nonzero_positions(const float* x, int64_t n, int32_t* idx) {
+int64_t nonzero_positions(const float* x, int64_t n, int32_t* idx) {
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
     idx[m] = static_cast<int32_t>(i);

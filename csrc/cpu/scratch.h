@@ -28,6 +28,9 @@ enum Slot : int {
   kSlotRowErr,         // cd_update: per-row reconstruction error
   kSlotTable,          // layer_forward: subset-sum table of M
   kSlotStepStats,      // cd_update: per-block largest |W|, |velocity|
+  kSlotRowPositions,   // cd_update: positions of the ones per row (column_lists)
+  kSlotPairDiff,       // cd_update: ph0 - phk for paired CD rows
+  kSlotPairLists,      // cd_update: per-unit both/only lists (per OpenMP thread)
   kSlotCount
 };
 

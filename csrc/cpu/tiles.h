@@ -11,4 +11,7 @@ namespace ebm::cpu {
 void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const int32_t* idx, int64_t nnz,
                    int64_t j0, int width, float* acc);
 
+// Positions of the nonzeros of x[0..n) into idx (which needs n slots); returns how many.
+int64_t nonzero_positions(const float* x, int64_t n, int32_t* idx);
+
 }  // namespace ebm::cpu
