@@ -98,12 +98,13 @@ EBM_CLONES static void epilogue_tile(const float* acc, const float* bias, float 
   }
 }
 
-// Positions of the nonzeros of x[0..n): branch-free, so idx needs n slots.
+// Positions of the ones of a binary row x[0..n): branch-free, so idx needs n slots. The
+// values are exactly 0 or 1, so the float itself is the increment (no compare).
 int64_t nonzero_positions(const float* x, int64_t n, int32_t* idx) {
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
     idx[m] = static_cast<int32_t>(i);
-    m += (x[i] != 0.0f);
+    m += static_cast<int64_t>(x[i]);
   }
   return m;
 }
@@ -120,12 +121,27 @@ EBM_CLONES static double row_sum(const float* x, int64_t n) {
 }
 
 // Table rows 16 g + s of the groups g whose 4-bit code s (bit b = x[4g + b]) is nonzero.
-static int64_t nonzero_nibbles(const float* x, int64_t n, int32_t* idx) {
+// The code of a binary group is x0 + 2 x1 + 4 x2 + 8 x3, computed in floats (exact) in a
+// loop the compiler vectorises, then compacted.
+EBM_CLONES static int64_t nonzero_nibbles(const float* x, int64_t n, int32_t* idx) {
+  const int64_t full = n / 4;
+  int32_t code[64];
   int64_t m = 0;
-  for (int64_t g = 0; g * 4 < n; ++g) {
+  for (int64_t g0 = 0; g0 < full; g0 += 64) {
+    const int64_t ng = std::min<int64_t>(64, full - g0);
+    const float* xg = x + 4 * g0;
+    for (int64_t g = 0; g < ng; ++g)
+      code[g] = static_cast<int32_t>(xg[4 * g] + 2.0f * xg[4 * g + 1] + 4.0f * xg[4 * g + 2] +
+                                     8.0f * xg[4 * g + 3]);
+    for (int64_t g = 0; g < ng; ++g) {
+      idx[m] = static_cast<int32_t>(16 * (g0 + g)) + code[g];
+      m += (code[g] != 0);
+    }
+  }
+  if (full * 4 < n) {  // a last, partial group
     int32_t s = 0;
-    for (int64_t b = 0; b < 4 && 4 * g + b < n; ++b) s |= static_cast<int32_t>(x[4 * g + b] != 0.0f) << b;
-    idx[m] = static_cast<int32_t>(16 * g) + s;
+    for (int64_t b = 0; 4 * full + b < n; ++b) s |= static_cast<int32_t>(x[4 * full + b]) << b;
+    idx[m] = static_cast<int32_t>(16 * full) + s;
     m += (s != 0);
   }
   return m;
