@@ -140,6 +140,23 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n_units"), py::arg("chain_offset") = 0,
         "Uniforms u[chain, unit] of the shared stream, as the CPU kernels draw them.");
 
+  m.def("philox_uniforms_impl",
+        [](int impl, uint64_t seed, int64_t stream, int64_t step, int64_t n_units) -> py::object {
+          require(impl >= 0 && impl <= 2, "impl must be 0 (portable), 1 (avx2) or 2 (avx512)");
+          require(n_units >= 0 && n_units < (int64_t{1} << 30), "n_units out of range");
+          const uint32_t st = check_u32(stream, "stream"), sp = check_u32(step, "step");
+          const int n_blocks = static_cast<int>((n_units + 3) / 4);
+          std::vector<float> buf(static_cast<size_t>(4 * n_blocks) + 4);
+          if (!ebm::cpu::philox_uniforms_with(static_cast<ebm::cpu::PhiloxImpl>(impl), seed, st, 0,
+                                              sp, 0, n_blocks, buf.data()))
+            return py::none();
+          F32 out({n_units});
+          std::copy(buf.begin(), buf.begin() + n_units, out.mutable_data());
+          return out;
+        },
+        py::arg("impl"), py::arg("seed"), py::arg("stream"), py::arg("step"), py::arg("n_units"),
+        "Uniforms of chain 0 from one named CPU implementation (None if unsupported here).");
+
   // ---------------------------------------------------------------- RBM layer kernels
   m.def("layer_forward",
         [](F32 X, F32 M, F32 bias, float beta, bool binary, bool want_field, bool want_prob,
