@@ -103,6 +103,11 @@ EBM_CLONES StepStats momentum_step(const float* w_in, const float* vel_in, const
   return st;
 }
 
+// out = a - b, n floats (a clone so it runs eight lanes wide).
+EBM_CLONES void subtract(const float* a, const float* b, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] - b[i];
+}
+
 // Column sums of P [rows, n] in float64, fixed order (thread-count independent).
 void column_sums(const float* P, int64_t rows, int64_t n, double* out) {
   const int64_t n_blocks = ceil_div(n, kTile);
@@ -216,8 +221,7 @@ CdResult cd_update(const RbmView& P, const VelocityView& vel, const TrainHyper& 
   if (paired) {
     D = scratch<float>(kSlotPairDiff, static_cast<size_t>(nd * n_h));
 #pragma omp parallel for schedule(static) if (parallel_worth(nd * n_h))
-    for (int64_t r = 0; r < nd; ++r)
-      for (int64_t j = 0; j < n_h; ++j) D[r * n_h + j] = ph0[r * n_h + j] - phk[r * n_h + j];
+    for (int64_t r = 0; r < nd; ++r) subtract(ph0 + r * n_h, phk + r * n_h, n_h, D + r * n_h);
   }
 
   // Bias gradients (float64 sums, then float32).
