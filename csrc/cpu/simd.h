@@ -50,6 +50,11 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
 #define EBM_INLINE inline __attribute__((always_inline))
 
 EBM_INLINE vf8 load8(const float* p) { vf8 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+
+// 16 floats: one zmm register where AVX-512 is on, two ymm (or four xmm) elsewhere.
+typedef float vf16 __attribute__((vector_size(64)));
+EBM_INLINE vf16 load16(const float* p) { vf16 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+EBM_INLINE void store16(float* p, vf16 v) { __builtin_memcpy(p, &v, sizeof v); }
 EBM_INLINE void store8(float* p, vf8 v) { __builtin_memcpy(p, &v, sizeof v); }
 EBM_INLINE vf8 splat8(float x) { return vf8{x, x, x, x, x, x, x, x}; }
 
