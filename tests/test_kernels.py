@@ -810,3 +810,18 @@ def test_cd_update_into_spare_buffers_equals_in_place(persistent):
         assert np.array_equal(a, bb)
     assert max_p == max(np.abs(x).max() for x in in_place[:4])
     assert max_v == max(np.abs(x).max() for x in in_place[4:])
+
+
+@pytest.mark.parametrize("rows,n_v,n_h,k", [(300, 64, 31, 2), (40, 257, 129, 13), (7, 33, 17, 3)])
+def test_long_gibbs_runs_with_prebuilt_tables_match_reference(rows, n_v, n_h, k):
+    # k x rows >= 512 makes gibbs_chains build both subset tables once for all k steps
+    # (the first two cases); the third stays below and decides per layer.
+    rng = np.random.default_rng(11)
+    W = gaussian(rng, (n_v, n_h), 0.4)
+    WT = np.ascontiguousarray(W.T)
+    b, c = gaussian(rng, (n_v,), 0.3), gaussian(rng, (n_h,), 0.3)
+    V = (rng.random((rows, n_v)) < 0.4).astype(np.float32)
+    got = V.copy()
+    _core.gibbs(W, WT, b, c, V, got, k, 0.9, SEED, STEP, 2)
+    want, _ = R.gibbs(W, b, c, V, k, 0.9, SEED, STEP, 2)
+    assert agreement(got, want) >= 0.999

@@ -21,6 +21,7 @@ struct LayerView {
   const float* bias = nullptr;  // [n_out]
   int64_t n_in = 0;
   int64_t n_out = 0;
+  const float* table = nullptr;  // [16 ceil(n_in/4), n_out] prebuilt subset sums of M, or null
 };
 
 // A batch of layer states.
@@ -39,8 +40,8 @@ struct RbmView {
   int64_t n_visible = 0;
   int64_t n_hidden = 0;
 
-  LayerView to_hidden() const { return LayerView{W, c, n_visible, n_hidden}; }
-  LayerView to_visible() const { return LayerView{WT, b, n_hidden, n_visible}; }
+  LayerView to_hidden() const { return LayerView{W, c, n_visible, n_hidden, nullptr}; }
+  LayerView to_visible() const { return LayerView{WT, b, n_hidden, n_visible, nullptr}; }
 };
 
 // Momentum buffers of the RBM parameters (same shapes as W, b, c).

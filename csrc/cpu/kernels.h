@@ -32,6 +32,11 @@ struct LayerOutputs {
 void layer_forward(const BatchView& X, const LayerView& L, float beta, const LayerOutputs& out,
                    uint32_t stream, const RngView& rng);
 
+// Subset-sum table of M [n_in, n_out] for the binary kernels: T [subset_table_rows(n_in),
+// n_out], row 16 g + s = sum of rows 4g + b of M over the bits b of s.
+inline int64_t subset_table_rows(int64_t n_in) { return 16 * ((n_in + 3) / 4); }
+void build_subset_table(const float* M, int64_t n_in, int64_t n_out, float* T);
+
 // k block-Gibbs steps v -> h -> v from binary chains V_in [rows, n_v] into V_out (which
 // may be V_in); H [rows, n_h] receives the last hidden sample. Step t uses rng.step + t
 // for both streams.

@@ -151,7 +151,7 @@ EBM_CLONES static int64_t nonzero_nibbles(const float* x, int64_t n, int32_t* id
 // T [16 * ceil(n_in/4), n_out]: row 16 g + s = sum of the rows 4g + b of M with bit b of s
 // set (row 16 g is zero and never read). Each entry adds one row to an earlier entry, so
 // it costs one add per element and the sums are formed in a fixed order.
-static void build_subset_table(const float* M, int64_t n_in, int64_t n_out, float* T) {
+void build_subset_table(const float* M, int64_t n_in, int64_t n_out, float* T) {
   const int64_t n_groups = ceil_div(n_in, 4);
 #pragma omp parallel for schedule(static) if (parallel_worth(n_groups * 16 * n_out))
   for (int64_t g = 0; g < n_groups; ++g) {
@@ -172,6 +172,9 @@ static void build_subset_table(const float* M, int64_t n_in, int64_t n_out, floa
 }
 
 constexpr double kTableMinSaving = 16.0;
+// gibbs_chains builds both tables up front when steps x rows reach this (a table costs
+// about as much as gathering a few hundred rows).
+constexpr int64_t kPrebuildMinRowSteps = 512;
 
 // ---------------------------------------------------------------- layer_forward
 
@@ -199,19 +202,25 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
     // Decide from the number of ones alone (a vectorised sum), estimating the nonzero
     // groups as if the bits were independent: exact enough, and deterministic.
     double ones = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : ones) if (parallel_worth(rows * n_in))
-    for (int64_t r = 0; r < rows; ++r) ones += row_sum(X.X + r * n_in, n_in);
+#pragma omp parallel for schedule(static) reduction(+ : ones) if (parallel_worth(rows * n_in) && !L.table)
+    for (int64_t r = 0; r < (L.table ? 0 : rows); ++r) ones += row_sum(X.X + r * n_in, n_in);
     const double density = ones / static_cast<double>(rows * n_in);
     const double groups = static_cast<double>(rows * ceil_div(n_in, 4)) *
                           (1.0 - std::pow(1.0 - density, 4.0));
-    const bool table = ones - groups > kTableMinSaving * static_cast<double>(n_in);
+    // A prebuilt table costs nothing here, and never needs more picks than the gather.
+    const bool table = L.table != nullptr ||
+                       ones - groups > kTableMinSaving * static_cast<double>(n_in);
     const float* src = L.M;
     int64_t n_src = n_in;  // rows of the matrix the lists index
     if (table) {
-      n_src = 16 * ceil_div(n_in, 4);
-      float* T = scratch<float>(kSlotTable, static_cast<size_t>(n_src * n_out));
-      build_subset_table(L.M, n_in, n_out, T);
-      src = T;
+      n_src = subset_table_rows(n_in);
+      if (L.table) {
+        src = L.table;
+      } else {
+        float* T = scratch<float>(kSlotTable, static_cast<size_t>(n_src * n_out));
+        build_subset_table(L.M, n_in, n_out, T);
+        src = T;
+      }
     }
     const int64_t list_len = std::max<int64_t>(table ? n_src / 16 : n_in, 1);
 #pragma omp parallel for schedule(static) if (parallel_worth(rows * n_out * 8))
@@ -256,15 +265,29 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
 void gibbs_chains(const LayerView& to_hidden, const LayerView& to_visible, float beta,
                   const float* V_in, float* V_out, float* H, int64_t rows, int k,
                   const RngView& rng) {
+  LayerView vh = to_hidden, hv = to_visible;
+  // Many steps with the same weights: build each layer's table once for all of them.
+  if (k * rows >= kPrebuildMinRowSteps) {
+    if (!vh.table) {
+      float* T = scratch<float>(kSlotTableVH, static_cast<size_t>(subset_table_rows(vh.n_in) * vh.n_out));
+      build_subset_table(vh.M, vh.n_in, vh.n_out, T);
+      vh.table = T;
+    }
+    if (!hv.table) {
+      float* T = scratch<float>(kSlotTableHV, static_cast<size_t>(subset_table_rows(hv.n_in) * hv.n_out));
+      build_subset_table(hv.M, hv.n_in, hv.n_out, T);
+      hv.table = T;
+    }
+  }
   for (int t = 0; t < k; ++t) {
     RngView r = rng;
     r.step = rng.step + static_cast<uint32_t>(t);
     LayerOutputs h_out, v_out;
     h_out.sample = H;
     v_out.sample = V_out;
-    layer_forward(BatchView{t == 0 ? V_in : V_out, rows, true}, to_hidden, beta, h_out,
+    layer_forward(BatchView{t == 0 ? V_in : V_out, rows, true}, vh, beta, h_out,
                   kStreamHidden, r);
-    layer_forward(BatchView{H, rows, true}, to_visible, beta, v_out, kStreamVisible, r);
+    layer_forward(BatchView{H, rows, true}, hv, beta, v_out, kStreamVisible, r);
   }
 }
 

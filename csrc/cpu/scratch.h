@@ -27,6 +27,8 @@ enum Slot : int {
   kSlotField,          // scores: hidden field
   kSlotRowErr,         // cd_update: per-row reconstruction error
   kSlotTable,          // layer_forward: subset-sum table of M
+  kSlotTableVH,        // gibbs_chains: table of W (v -> h)
+  kSlotTableHV,        // gibbs_chains: table of W^T (h -> v)
   kSlotStepStats,      // cd_update: per-block largest |W|, |velocity|
   kSlotRowPositions,   // cd_update: positions of the ones per row (column_lists)
   kSlotPairDiff,       // cd_update: ph0 - phk for paired CD rows
