@@ -95,3 +95,22 @@ def test_cli_demo_runs_and_writes_pngs(tmp_path, capsys):
     after = float(line.split("after")[1].split()[0])
     assert after > before + 0.5
     assert np.isfinite(after)
+
+
+def test_cli_bench_writes_its_json(tmp_path, capsys):
+    # `ebmfast bench` end to end on a tiny size: a table on stdout and a JSON whose ratios
+    # are formed from the medians it reports.
+    import json
+    from ebmfast.cli import main
+    assert main(["bench", "--quick", "--sizes", "64x32x100", "--no-peers",
+                 "--out", str(tmp_path)]) == 0
+    assert "CD-1 update" in capsys.readouterr().out
+    data = json.loads((tmp_path / "rbm_cpu_latest_t2.json").read_text()) \
+        if (tmp_path / "rbm_cpu_latest_t2.json").exists() else \
+        json.loads(next(tmp_path.glob("rbm_cpu_latest_t*.json")).read_text())
+    rows = {(r["n_visible"], r["n_hidden"], r["batch"], r["kernel"]): r for r in data["rows"]}
+    assert set(k[3] for k in rows) == {"gibbs", "cd1", "pcd1"}
+    for r in rows.values():
+        m = r["median_ms"]
+        assert m["ebmfast"] > 0 and m["numpy"] > 0 and m["sklearn"] is None
+        assert r["ratios"]["numpy/ebmfast"] == pytest.approx(m["numpy"] / m["ebmfast"])
