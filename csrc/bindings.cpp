@@ -223,6 +223,10 @@ PYBIND11_MODULE(_core, m) {
           const ebm::RngView r = rng_view(seed, step, 0,
                                           std::max<int64_t>(V0.shape(0), chain ? chain->shape(0) : 0));
           check_u32(step + k, "step + k");
+          // Column lists index the ones of a batch with 32-bit offsets.
+          require(V0.shape(0) * P.n_visible < (int64_t{1} << 31) &&
+                      (!chain || chain->shape(0) * P.n_visible < (int64_t{1} << 31)),
+                  "batch too large: rows * n_visible must be < 2**31 (use smaller batches)");
           ebm::cpu::CdBatch batch_view;
           batch_view.V0 = V0.data();
           batch_view.n_data = V0.shape(0);

@@ -21,7 +21,7 @@ from .reference import STREAM_INIT, STREAM_SHUFFLE
 
 _FORMAT = "ebmfast.RBM/1"
 _METHODS = ("cd", "pcd")
-_MAX_UNITS = 2**31 - 1
+_MAX_UNITS = 2**28  # 32-bit table and list offsets inside the kernels
 # Gibbs steps per kernel call in long loops: Ctrl-C is honoured between calls.
 _CHUNK_STEPS = 64
 
@@ -263,6 +263,10 @@ class RBM:
         model exactly as it was (PCD chains included): it is written in place only when
         it provably stays finite, else into spare buffers swapped in when finite."""
         pcd = self.method == "pcd"
+        if max(V.shape[0], self.batch_size if pcd else 0) * self.n_visible >= 2**31:
+            raise ValueError(f"X: a batch of {V.shape[0]} rows x {self.n_visible} units is too "
+                             "large for one update (rows * n_visible must be < 2**31); use "
+                             "smaller batches")
         if self.step + self.k + 1 >= 2**32:
             raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
         step_before, chains_before = self.step, self._chains
