@@ -185,10 +185,34 @@ PYBIND11_MODULE(_core, m) {
         py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
         "z = beta * X.M + bias -> (field, sigmoid(z), Bernoulli samples); unwanted outputs are None.");
 
+  m.def("subset_table",
+        [](F32 M) {
+          check_2d(M, "M", -1, -1);
+          const int64_t n_in = M.shape(0), n_out = M.shape(1);
+          F32 T = new_f32(ebm::cpu::subset_table_rows(n_in), n_out);
+          const float* m_ptr = M.data();
+          float* t_ptr = T.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::build_subset_table(m_ptr, n_in, n_out, t_ptr);
+          }
+          return T;
+        },
+        py::arg("M"), "Subset-sum table of M for the binary layer kernels (see gibbs(tables=)).");
+
   m.def("gibbs",
         [](F32 W, F32 WT, F32 b, F32 c, F32 V, std::optional<F32> V_out, int k, float beta,
-           uint64_t seed, int64_t step, int64_t chain_offset) {
+           uint64_t seed, int64_t step, int64_t chain_offset, std::optional<py::tuple> tables) {
           const ebm::RbmView P = rbm_view(W, WT, b, c, false);
+          ebm::LayerView vh = P.to_hidden(), hv = P.to_visible();
+          if (tables) {  // (subset_table(W), subset_table(WT)) of exactly these weights
+            require(tables->size() == 2, "tables must be (table of W, table of WT)");
+            F32 tvh = (*tables)[0].cast<F32>(), thv = (*tables)[1].cast<F32>();
+            check_2d(tvh, "tables[0]", ebm::cpu::subset_table_rows(P.n_visible), P.n_hidden);
+            check_2d(thv, "tables[1]", ebm::cpu::subset_table_rows(P.n_hidden), P.n_visible);
+            vh.table = tvh.data();
+            hv.table = thv.data();
+          }
           check_2d(V, "V", -1, P.n_visible);
           require(k >= 0, "k must be >= 0");
           const ebm::RngView r = rng_view(seed, step, chain_offset, V.shape(0));
@@ -202,14 +226,15 @@ PYBIND11_MODULE(_core, m) {
           float* h = H.mutable_data();
           {
             py::gil_scoped_release nogil;
-            ebm::cpu::gibbs_chains(P.to_hidden(), P.to_visible(), beta, v_in, v_out, h, rows, k, r);
+            ebm::cpu::gibbs_chains(vh, hv, beta, v_in, v_out, h, rows, k, r);
           }
           return H;
         },
         py::arg("W"), py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("V"), py::arg("V_out"),
         py::arg("k"), py::arg("beta"), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
+        py::arg("tables") = py::none(),
         "k block-Gibbs steps from binary chains V into V_out (None: V in place); returns the "
-        "last hidden sample.");
+        "last hidden sample. `tables` = (subset_table(W), subset_table(WT)) skips rebuilding them.");
 
   m.def("cd_update",
         [](F32 W, F32 WT, F32 b, F32 c, F32 vW, F32 vb, F32 vc, F32 V0, bool v0_binary,

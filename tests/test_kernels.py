@@ -825,3 +825,27 @@ def test_long_gibbs_runs_with_prebuilt_tables_match_reference(rows, n_v, n_h, k)
     _core.gibbs(W, WT, b, c, V, got, k, 0.9, SEED, STEP, 2)
     want, _ = R.gibbs(W, b, c, V, k, 0.9, SEED, STEP, 2)
     assert agreement(got, want) >= 0.999
+
+
+@pytest.mark.parametrize("rows,n_v,n_h", [(7, 33, 17), (300, 64, 31), (40, 257, 129)])
+def test_gibbs_with_handed_in_tables_matches_reference(rows, n_v, n_h):
+    # Tables handed in (as the RBM keeps them between calls) give the reference's chains,
+    # and a table row 16 g + s is the sum of the rows 4g + b of W over the bits b of s.
+    rng = np.random.default_rng(12)
+    W = gaussian(rng, (n_v, n_h), 0.4)
+    WT = np.ascontiguousarray(W.T)
+    b, c = gaussian(rng, (n_v,), 0.3), gaussian(rng, (n_h,), 0.3)
+    V = (rng.random((rows, n_v)) < 0.4).astype(np.float32)
+    T_vh, T_hv = _core.subset_table(W), _core.subset_table(WT)
+    assert T_vh.shape == (16 * ((n_v + 3) // 4), n_h)
+    g = 5
+    for s_ in (1, 6, 15):
+        picked = [4 * g + bit for bit in range(4) if s_ >> bit & 1 and 4 * g + bit < n_v]
+        bound = 4 * np.finfo(np.float32).eps * np.abs(W[picked]).sum(axis=0).max()
+        np.testing.assert_allclose(T_vh[16 * g + s_], W[picked].sum(axis=0), rtol=0, atol=bound)
+    got = V.copy()
+    _core.gibbs(W, WT, b, c, V, got, 3, 0.9, SEED, STEP, 2, (T_vh, T_hv))
+    want, _ = R.gibbs(W, b, c, V, 3, 0.9, SEED, STEP, 2)
+    assert agreement(got, want) >= 0.999
+    with pytest.raises(ValueError, match="tables"):
+        _core.gibbs(W, WT, b, c, V, got, 1, 1.0, SEED, STEP, 0, (T_hv, T_vh))

@@ -797,3 +797,25 @@ def test_load_rejects_truncated_npz_without_leaking_the_file(tmp_path):
         gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
+
+
+def test_gibbs_tables_follow_the_weights():
+    # Large Gibbs calls reuse subset tables of W kept by the model; after any change of W
+    # (training, assignment) they must be rebuilt, so every call matches the reference
+    # computed with the weights of that moment.
+    rng = np.random.default_rng(4)
+    rbm = ef.RBM(20, 12, seed=8, learning_rate=0.1, batch_size=300)
+    V = (rng.random((300, 20)) < 0.3).astype(np.float32)
+
+    def check():
+        step = rbm.step
+        got = rbm.gibbs(V, k=1)
+        want, _ = ref.gibbs(rbm.W, rbm.b, rbm.c, V, 1, 1.0, rbm.seed_, step, 0)
+        assert np.mean(got == want) >= 0.999
+
+    check()
+    check()                                   # tables reused
+    rbm.partial_fit(V)                        # W changes by an update
+    check()
+    rbm.W = rng.standard_normal((20, 12))     # W changes by assignment
+    check()
