@@ -739,7 +739,6 @@ def _bad_files(tmp_path):
     rng = np.random.default_rng(0)
     good = tmp_path / "good.npz"
     random_rbm(4, 3).save(good)
-    raw = good.read_bytes()
     files = {}
     files["random-bytes"] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
     files["empty"] = b""
