@@ -23,6 +23,10 @@
 namespace py = pybind11;
 using F32 = py::array_t<float, py::array::c_style>;
 using F64 = py::array_t<double, py::array::c_style>;
+using I8 = py::array_t<int8_t, py::array::c_style>;
+using I32 = py::array_t<int32_t, py::array::c_style>;
+using I64 = py::array_t<int64_t, py::array::c_style>;
+using U8 = py::array_t<uint8_t, py::array::c_style>;
 
 namespace {
 
@@ -357,4 +361,104 @@ PYBIND11_MODULE(_core, m) {
   m.def("pseudo_log_likelihood", score(&ebm::cpu::pseudo_log_likelihood), py::arg("W"),
         py::arg("WT"), py::arg("b"), py::arg("c"), py::arg("V"), py::arg("binary"),
         "sum_i log p(v_i | v_-i) per row (binary V), float64.");
+  // --- spin chains (ising)
+  m.def("ising_chains",
+        [](F32 h, std::optional<F32> J, std::optional<I64> indptr, std::optional<I32> indices,
+           std::optional<F32> data, F32 betas, bool gibbs, bool random_order,
+           std::optional<U8> clamped, I8 S, uint64_t seed, int64_t step, int64_t chain_offset,
+           bool trace) {
+          require(h.ndim() == 1, "h must be 1-D");
+          const int64_t n = h.shape(0);
+          require(n >= 1, "the model needs at least one spin");
+          require(S.ndim() == 2 && S.shape(1) == n, "S must have shape (chains, n)");
+          require(S.writeable(), "S must be writeable");
+          const int64_t chains = S.shape(0);
+          require(betas.ndim() == 1, "betas must be 1-D");
+          const int64_t n_sweeps = betas.shape(0);
+          ebm::IsingView P;
+          P.n = n;
+          P.h = h.data();
+          if (J) {
+            check_2d(*J, "J", n, n);
+            P.J = J->data();
+          } else {
+            require(indptr && indices && data, "give J, or indptr, indices and data (CSR)");
+            require(indptr->ndim() == 1 && indptr->shape(0) == n + 1, "indptr must have shape (n + 1,)");
+            const int64_t* ip = indptr->data();
+            const int64_t nnz = indices->ndim() == 1 ? indices->shape(0) : -1;
+            require(nnz >= 0 && data->ndim() == 1 && data->shape(0) == nnz,
+                    "indices and data must be 1-D of the same length");
+            require(ip[0] == 0 && ip[n] == nnz, "indptr must run from 0 to nnz");
+            for (int64_t i = 0; i < n; ++i) require(ip[i] <= ip[i + 1], "indptr must not decrease");
+            const int32_t* ix = indices->data();
+            for (int64_t k = 0; k < nnz; ++k) require(ix[k] >= 0 && ix[k] < n, "indices must lie in [0, n)");
+            P.indptr = ip;
+            P.indices = ix;
+            P.data = data->data();
+          }
+          ebm::SweepPlan plan;
+          plan.betas = betas.data();
+          plan.n_sweeps = n_sweeps;
+          plan.gibbs = gibbs;
+          plan.random_order = random_order;
+          if (clamped) {
+            require(clamped->ndim() == 1 && clamped->shape(0) == n, "clamped must have shape (n,)");
+            plan.clamped = clamped->data();
+          }
+          const ebm::RngView r = rng_view(seed, step, chain_offset, chains);
+          check_u32(step + n_sweeps, "step + n_sweeps");
+          I64 flips(chains);
+          std::optional<F64> energies;
+          if (trace) energies = F64({n_sweeps, chains});
+          int8_t* s = S.mutable_data();
+          int64_t* f = flips.mutable_data();
+          double* e = trace ? energies->mutable_data() : nullptr;
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::ising_chains(P, plan, s, chains, r, f, e);
+          }
+          return py::make_tuple(flips, energies ? py::object(*energies) : py::object(py::none()));
+        },
+        py::arg("h"), py::arg("J"), py::arg("indptr"), py::arg("indices"), py::arg("data"),
+        py::arg("betas"), py::arg("gibbs"), py::arg("random_order"), py::arg("clamped"),
+        py::arg("S").noconvert(), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
+        py::arg("trace") = false,
+        "Sweeps of single-spin updates on the chains S (int8 +-1, in place). J dense symmetric "
+        "(zero diagonal) or CSR (indptr int64, indices int32, data) of both triangles. Returns "
+        "(flips per chain, energy after each sweep [n_sweeps, chains] or None).");
+  m.def("lattice_sweeps",
+        [](I8 S, float J, float h, F32 betas, bool gibbs, uint64_t seed, int64_t step,
+           int64_t chain_offset, bool trace) {
+          require(S.ndim() == 3 && S.shape(1) == S.shape(2), "S must have shape (chains, L, L)");
+          require(S.writeable(), "S must be writeable");
+          const int64_t chains = S.shape(0), L = S.shape(1);
+          require(L >= 2 && L % 2 == 0, "L must be even and >= 2");
+          require(betas.ndim() == 1, "betas must be 1-D");
+          const int64_t n_sweeps = betas.shape(0);
+          const ebm::RngView r = rng_view(seed, step, chain_offset, chains);
+          check_u32(step + 2 * n_sweeps, "step + 2 n_sweeps");
+          check_u32(L * L / 2 + 4, "L * L / 2");
+          I64 flips(chains);
+          std::optional<F64> energy, magnet;
+          if (trace) {
+            energy = F64({n_sweeps, chains});
+            magnet = F64({n_sweeps, chains});
+          }
+          int8_t* s = S.mutable_data();
+          int64_t* f = flips.mutable_data();
+          double* e = trace ? energy->mutable_data() : nullptr;
+          double* mg = trace ? magnet->mutable_data() : nullptr;
+          const float* b = betas.data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::lattice_sweeps(s, chains, L, J, h, b, n_sweeps, gibbs, r, f, e, mg);
+          }
+          auto opt = [](std::optional<F64>& a) { return a ? py::object(*a) : py::object(py::none()); };
+          return py::make_tuple(flips, opt(energy), opt(magnet));
+        },
+        py::arg("S").noconvert(), py::arg("J"), py::arg("h"), py::arg("betas"), py::arg("gibbs"),
+        py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0, py::arg("trace") = false,
+        "Checkerboard sweeps of the periodic L x L lattices S (int8 +-1, in place). Returns "
+        "(flips per chain, energy per spin [n_sweeps, chains] or None, magnetisation per spin "
+        "or None).");
 }

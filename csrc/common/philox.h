@@ -11,7 +11,7 @@
 #if defined(__CUDACC__)
 #define EBM_HD __host__ __device__ __forceinline__
 #else
-#define EBM_HD inline
+#define EBM_HD inline __attribute__((always_inline))
 #endif
 
 namespace ebm {

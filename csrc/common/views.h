@@ -57,4 +57,26 @@ struct TrainHyper {
   float weight_decay = 0.0f;
 };
 
+// A coupling graph of +-1 spins in dimod's sign: E(s) = sum_i h_i s_i + sum_{i<j} J_ij s_i s_j.
+// The local field g_i = h_i + sum_j J_ij s_j gives the cost of a flip: dE = -2 s_i g_i.
+// J is held symmetric (J_ij = J_ji, zero diagonal), dense or as CSR.
+struct IsingView {
+  int64_t n = 0;
+  const float* h = nullptr;          // [n]
+  const float* J = nullptr;          // [n, n] dense, or null for CSR
+  const int64_t* indptr = nullptr;   // [n + 1] CSR rows (both triangles, no diagonal)
+  const int32_t* indices = nullptr;  // [nnz]
+  const float* data = nullptr;       // [nnz]
+};
+
+// What one call of the spin-chain kernel does: sweep t uses beta = betas[t] and Philox
+// step = rng.step + t.
+struct SweepPlan {
+  const float* betas = nullptr;       // [n_sweeps]
+  int64_t n_sweeps = 0;
+  bool gibbs = false;                 // heat-bath acceptance, else Metropolis
+  bool random_order = false;          // n sites drawn with replacement per sweep, else 0..n-1
+  const uint8_t* clamped = nullptr;   // [n] 1 = the spin never moves, or null
+};
+
 }  // namespace ebm

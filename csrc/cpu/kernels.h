@@ -92,4 +92,23 @@ void free_energy(const RbmView& P, const BatchView& V, double* out);
 // Full pseudo-log-likelihood sum_i log p(v_i | v_-i) per row, binary V, float64 out [rows].
 void pseudo_log_likelihood(const RbmView& P, const BatchView& V, double* out);
 
+// --- spin chains (ising_chains.cpp)
+// Sweeps of single-site Metropolis or heat-bath updates on `chains` independent chains
+// S [chains, n] (+-1, in place). Sequential order: site i of sweep t draws unit i of
+// kStreamAccept at (chain, step + t). Random order: position k draws its site from unit k
+// of kStreamProposal (floor(u n)) and its acceptance from unit k of kStreamAccept.
+// flips [chains] (w): spins changed. energy_trace [n_sweeps, chains] (w, or null): the
+// energy after each sweep (from the float32 fields).
+void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t chains,
+                  const RngView& rng, int64_t* flips, double* energy_trace);
+
+// --- 2-D lattice (ising_lattice.cpp)
+// Checkerboard sweeps of S [chains, L, L] (+-1 int8, in place, L even) for E = -J sum_<ij>
+// s_i s_j - h sum s_i. Half-sweep c (colour (i + j) % 2 == c) of sweep t uses step
+// rng.step + 2t + c, and site (i, j) of it unit i*(L/2) + j/2 of kStreamAccept. flips
+// [chains] (w); energy and magnet [n_sweeps, chains] per spin after each sweep (w, or null).
+void lattice_sweeps(int8_t* S, int64_t chains, int64_t L, float J, float h, const float* betas,
+                    int64_t n_sweeps, bool gibbs, const RngView& rng, int64_t* flips,
+                    double* energy, double* magnet);
+
 }  // namespace ebm::cpu

@@ -33,6 +33,10 @@ enum Slot : int {
   kSlotRowPositions,   // cd_update: positions of the ones per row (column_lists)
   kSlotPairDiff,       // cd_update: ph0 - phk for paired CD rows
   kSlotPairLists,      // cd_update: per-unit both/only lists (per OpenMP thread)
+  kSlotSpinBlock,      // ising_chains: spins of 16 chains, site-major
+  kSlotFieldBlock,     // ising_chains: their local fields
+  kSlotLatticeUniforms, // ising_lattice: uniforms of one row (per OpenMP thread)
+  kSlotLatticeRow,     // ising_lattice: a neighbour row with its periodic ends
   kSlotCount
 };
 

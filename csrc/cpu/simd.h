@@ -58,22 +58,31 @@ EBM_INLINE void store16(float* p, vf16 v) { __builtin_memcpy(p, &v, sizeof v); }
 EBM_INLINE void store8(float* p, vf8 v) { __builtin_memcpy(p, &v, sizeof v); }
 EBM_INLINE vf8 splat8(float x) { return vf8{x, x, x, x, x, x, x, x}; }
 
-// e^x, the same Cephes scheme as exp_f in common/math.h, eight lanes at a time.
-EBM_INLINE vf8 exp8(vf8 x) {
-  x = x < splat8(-87.0f) ? splat8(-87.0f) : x;
-  x = x > splat8(88.0f) ? splat8(88.0f) : x;
-  const vf8 fx = x * 1.44269504088896341f + 0.5f;
-  vi8 n = __builtin_convertvector(fx, vi8);           // truncation ...
-  n += (__builtin_convertvector(n, vf8) > fx);        // ... corrected to floor (true = -1)
-  const vf8 nf = __builtin_convertvector(n, vf8);
-  vf8 r = x - nf * 0.693359375f;
+// e^x, the same Cephes scheme as exp_f in common/math.h, a vector of lanes at a time
+// (VF float lanes, VI the int32 lanes of the same count).
+template <class VF, class VI>
+EBM_INLINE VF exp_vec(VF x) {
+  const VF zero = {};
+  x = x < zero - 87.0f ? zero - 87.0f : x;
+  x = x > zero + 88.0f ? zero + 88.0f : x;
+  const VF fx = x * 1.44269504088896341f + 0.5f;
+  VI n = __builtin_convertvector(fx, VI);            // truncation ...
+  n += (__builtin_convertvector(n, VF) > fx);        // ... corrected to floor (true = -1)
+  const VF nf = __builtin_convertvector(n, VF);
+  VF r = x - nf * 0.693359375f;
   r = r + nf * 2.12194440e-4f;
-  const vf8 p = exp_reduced(r);
-  const vi8 bits = (n + 127) << 23;
-  vf8 scale;
+  const VF p = exp_reduced(r);
+  const VI bits = (n + 127) << 23;
+  VF scale;
   __builtin_memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+
+EBM_INLINE vf8 exp8(vf8 x) { return exp_vec<vf8, vi8>(x); }
+
+typedef int32_t vi16 __attribute__((vector_size(64)));
+EBM_INLINE vf16 exp16(vf16 x) { return exp_vec<vf16, vi16>(x); }
+EBM_INLINE vf16 splat16(float x) { return vf16{} + x; }
 
 EBM_INLINE vf8 sigmoid8(vf8 z) { return 1.0f / (1.0f + exp8(-z)); }
 

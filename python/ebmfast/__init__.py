@@ -41,6 +41,7 @@ def build_info() -> dict:
 
 from . import datasets, estimators, reference  # noqa: E402
 from .rbm import RBM  # noqa: E402
+from .ising import IsingLattice2D, sample_ising  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
@@ -52,4 +53,5 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+__all__ += ["IsingLattice2D", "sample_ising"]
 __all__ += ["RBM", "datasets", "estimators", "reference", "set_num_threads", "get_num_threads"]

@@ -235,3 +235,93 @@ def exact_log_likelihood_gradient(W, b, c, V0):
     db = V0.mean(axis=0) - p @ V
     dc = ph0.mean(axis=0) - p @ phm
     return dW, db, dc
+
+
+# --------------------------------------------------------------------------- spin chains
+# Spins are +-1. sample_ising follows dimod's sign: E(s) = h.s + sum_{i<j} J_ij s_i s_j with
+# J held symmetric here (Jsym = J_upper + J_upper^T), so the local field g = h + Jsym s gives
+# the cost of flipping s_i: dE = -2 s_i g_i.
+
+def ising_energy(h, Jsym, S) -> np.ndarray:
+    """E(s) = h.s + 1/2 s^T Jsym s per row of S, float64."""
+    S = np.asarray(S, dtype=np.float64)
+    Jsym = np.asarray(Jsym, dtype=np.float64)
+    return S @ np.asarray(h, np.float64) + 0.5 * np.einsum("ri,ri->r", S @ Jsym, S)
+
+
+def _flip_decision(s, g, u, beta: float, gibbs: bool):
+    """Metropolis: u < exp(min(-beta dE, 0)) with -beta dE = 2 beta g s. Heat bath:
+    s_new = +1 iff u < 1 / (1 + exp(2 beta g)); a flip where s_new differs from s."""
+    if gibbs:
+        p_up = 1.0 / (1.0 + np.exp(np.clip(2.0 * beta * g, -700, 700)))
+        return (u < p_up) != (s > 0)
+    return u < np.exp(np.minimum(2.0 * beta * g * s, 0.0))
+
+
+def ising_sweeps(h, Jsym, S, betas, *, gibbs: bool, seed: int, step: int, chain_offset: int = 0,
+                 random_order: bool = False, clamped=None):
+    """Single-site sweeps on the chains S (rows, +-1): sweep t has inverse temperature
+    betas[t] and Philox step ``step + t``. Sequential order visits sites 0..n-1 and site i
+    uses unit i of STREAM_ACCEPT; random order makes n visits, visit k going to site
+    floor(u n) (unit k of STREAM_PROPOSAL, float32 product) with unit k of STREAM_ACCEPT.
+    Clamped sites never move. Returns (S_new int8, flips per chain)."""
+    h = np.asarray(h, np.float64)
+    Jsym = np.asarray(Jsym, np.float64)
+    S = np.array(S, dtype=np.float64)
+    rows, n = S.shape
+    clamped = np.zeros(n, bool) if clamped is None else np.asarray(clamped, bool)
+    flips = np.zeros(rows, np.int64)
+    G = S @ Jsym + h
+    r = np.arange(rows)
+    for t, beta in enumerate(np.asarray(betas, np.float64)):
+        U = uniform_grid(seed, STREAM_ACCEPT, step + t, rows, n, chain_offset).astype(np.float64)
+        if random_order:
+            picks = uniform_grid(seed, STREAM_PROPOSAL, step + t, rows, n, chain_offset)
+            sites = np.minimum(n - 1, (picks * np.float32(n)).astype(np.int64))
+        for k in range(n):
+            i = sites[:, k] if random_order else np.full(rows, k)
+            s, g = S[r, i], G[r, i]
+            flip = _flip_decision(s, g, U[:, k], float(beta), gibbs) & ~clamped[i]
+            d = np.where(flip, -2.0 * s, 0.0)
+            S[r, i] += d
+            G += d[:, None] * Jsym[i]
+            flips += flip
+    return S.astype(np.int8), flips
+
+
+# 2-D lattice (lecture sign): E = -J sum_<ij> s_i s_j - h sum_i s_i on a periodic L x L grid.
+# Checkerboard sweeps: colour c = (i + j) % 2; half-sweep c of sweep t uses Philox step
+# step + 2t + c, and the site (i, j) of that colour draws unit i*(L/2) + j//2.
+
+def lattice_energy(S, J: float, h: float) -> np.ndarray:
+    """Total energy per chain of S (chains, L, L), float64."""
+    S = np.asarray(S, np.float64)
+    bonds = (S * np.roll(S, 1, axis=1)).sum(axis=(1, 2)) + (S * np.roll(S, 1, axis=2)).sum(axis=(1, 2))
+    return -J * bonds - h * S.sum(axis=(1, 2))
+
+
+def lattice_sweeps(S, betas, *, J: float, h: float, seed: int, step: int, chain_offset: int = 0,
+                   gibbs: bool = False):
+    """Checkerboard Metropolis (or heat-bath) sweeps of S (chains, L, L) +-1, L even.
+    Returns (S_new int8, flips per chain)."""
+    S = np.array(S, dtype=np.float64)
+    chains, L, _ = S.shape
+    ii, jj = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
+    units = (ii * (L // 2) + jj // 2).ravel()
+    flips = np.zeros(chains, np.int64)
+    for t, beta in enumerate(np.asarray(betas, np.float64)):
+        for c in (0, 1):
+            colour = ((ii + jj) % 2 == c)
+            nb = (np.roll(S, 1, 1) + np.roll(S, -1, 1) + np.roll(S, 1, 2) + np.roll(S, -1, 2))
+            U = uniforms(seed, STREAM_ACCEPT, np.arange(chain_offset, chain_offset + chains)[:, None],
+                         step + 2 * t + c, units[None, :]).astype(np.float64).reshape(chains, L, L)
+            field = J * nb + h  # E contribution of s_i is -s_i * field
+            if gibbs:
+                p_up = 1.0 / (1.0 + np.exp(-2.0 * beta * field))
+                flip = (U < p_up) != (S > 0)
+            else:
+                flip = U < np.exp(np.minimum(-2.0 * beta * field * S, 0.0))
+            flip &= colour[None]
+            S = np.where(flip, -S, S)
+            flips += flip.sum(axis=(1, 2))
+    return S.astype(np.int8), flips

@@ -1,0 +1,521 @@
+"""Ising models sampled by many parallel single-spin Metropolis / heat-bath chains.
+
+``sample_ising(h, J, ...)`` is a drop-in for dimod users: the same energy sign
+(E(s) = Σ h_i s_i + Σ_{i<j} J_ij s_i s_j, p ∝ exp(−βE)), the same inputs (dense, dict or
+scipy.sparse J) and a result whose samples and energies match dimod's conventions.
+``IsingLattice2D`` is the periodic square lattice of the physics lectures, with the
+lecture sign E = −J Σ_<ij> s_i s_j − h Σ s_i, updated in checkerboard order.
+
+Every random number comes from the shared Philox stream (DESIGN.md §3): the same seed
+gives the same samples on any thread count, and ``ebmfast.reference`` holds the NumPy twin
+of each kernel.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core
+from ._backend import check_float, check_int, check_seed, resolve_device
+from .reference import STREAM_INIT
+
+__all__ = ["sample_ising", "IsingResult", "IsingLattice2D", "LatticeResult", "default_beta_range",
+           "beta_schedule"]
+
+# Work (spin-neighbour operations) per kernel call: long runs go in chunks so Ctrl-C is
+# honoured between them and the progress bar moves.
+_CHUNK_WORK = 2e8
+_MAX_SPINS = 2**31 - 1
+
+
+# --------------------------------------------------------------------------- problem
+
+@dataclass
+class _Couplings:
+    """h and the symmetric couplings, as the kernels want them."""
+    n: int
+    h: np.ndarray                      # (n,) float32
+    dense: np.ndarray | None = None    # (n, n) float32 symmetric, zero diagonal
+    indptr: np.ndarray | None = None   # CSR of both triangles (int64 / int32 / float32)
+    indices: np.ndarray | None = None
+    data: np.ndarray | None = None
+
+    @property
+    def nnz(self) -> int:
+        return int(self.n * (self.n - 1)) if self.dense is not None else int(self.data.size)
+
+    def energies(self, S: np.ndarray) -> np.ndarray:
+        """Exact float64 energies (dimod sign) of the rows of S."""
+        out = np.empty(S.shape[0], np.float64)
+        h = self.h.astype(np.float64)
+        if self.dense is None:
+            rows = np.repeat(np.arange(self.n), np.diff(self.indptr))
+            data = self.data.astype(np.float64)
+        for r0 in range(0, S.shape[0], 256):
+            X = S[r0:r0 + 256].astype(np.float64)
+            if self.dense is not None:
+                pair = np.einsum("ri,ri->r", X @ self.dense.astype(np.float64), X)
+            else:  # both triangles stored: each pair counted twice
+                pair = (X[:, rows] * X[:, self.indices]) @ data
+            out[r0:r0 + 256] = X @ h + 0.5 * pair
+        return out
+
+
+def _as_float_array(x, name: str, ndim: int) -> np.ndarray:
+    if hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith("cupy"):
+        raise TypeError(f"{name} is a GPU array; pass it on the host (the model data is small)")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite (found NaN or inf)")
+    return arr
+
+
+def _csr_from_pairs(n: int, i: np.ndarray, j: np.ndarray, v: np.ndarray) -> tuple:
+    """Symmetric CSR (both triangles) from pair couplings (i, j, v), duplicates summed."""
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    key = lo * n + hi
+    uniq, inv = np.unique(key, return_inverse=True)
+    vals = np.zeros(uniq.size, np.float64)
+    np.add.at(vals, inv, v)
+    keep = vals != 0.0
+    uniq, vals = uniq[keep], vals[keep]
+    a, b = uniq // n, uniq % n
+    rows = np.concatenate([a, b])
+    cols = np.concatenate([b, a])
+    vv = np.concatenate([vals, vals])
+    order = np.lexsort((cols, rows))
+    rows, cols, vv = rows[order], cols[order], vv[order]
+    indptr = np.zeros(n + 1, np.int64)
+    np.add.at(indptr, rows + 1, 1)
+    return np.cumsum(indptr), cols.astype(np.int32), vv
+
+
+def _symmetric_from_square(M: np.ndarray, name: str) -> np.ndarray:
+    """The symmetric coupling matrix of an upper-triangular or symmetric square J."""
+    if np.any(np.diag(M) != 0):
+        raise ValueError(f"{name} must have a zero diagonal (s_i**2 = 1 makes it a constant)")
+    if not np.any(np.tril(M, -1)):
+        return M + M.T
+    if np.array_equal(M, M.T):
+        return M
+    raise ValueError(f"{name} must be upper-triangular (dimod style) or symmetric; "
+                     "got a matrix that is neither (for lower-triangular input pass J.T)")
+
+
+def _couplings(h, J) -> _Couplings:
+    h64 = _as_float_array(h, "h", 1)
+    n = h64.size
+    if n == 0:
+        raise ValueError("h must have at least one spin")
+    if n > 2**24:
+        raise ValueError(f"at most 2**24 spins are supported, got {n}")
+    out = _Couplings(n=n, h=h64.astype(np.float32))
+    if J is None:
+        J = {}
+    if isinstance(J, dict):
+        if not J:
+            ii = jj = np.zeros(0, np.int64)
+            vv = np.zeros(0)
+        else:
+            try:
+                keys = np.array(list(J.keys()))
+            except Exception:
+                keys = None
+            if keys is None or keys.ndim != 2 or keys.shape[1] != 2 or not np.issubdtype(keys.dtype, np.integer):
+                raise TypeError("J as a dict must map integer pairs (i, j) to couplings")
+            ii, jj = keys[:, 0].astype(np.int64), keys[:, 1].astype(np.int64)
+            vv = _as_float_array(list(J.values()), "J values", 1)
+            if ii.min() < 0 or jj.min() < 0 or ii.max() >= n or jj.max() >= n:
+                raise ValueError(f"J keys must index spins 0..{n - 1} (h has {n} entries)")
+            if np.any(ii == jj):
+                raise ValueError("J must not couple a spin to itself (key (i, i))")
+        out.indptr, out.indices, data = _csr_from_pairs(n, ii, jj, vv)
+        out.data = data.astype(np.float32)
+        return out
+    if hasattr(J, "tocoo") and hasattr(J, "shape"):  # scipy.sparse, without importing scipy
+        if J.shape != (n, n):
+            raise ValueError(f"J must have shape ({n}, {n}) to match h, got {J.shape}")
+        coo = J.tocoo()
+        v = _as_float_array(np.asarray(coo.data), "J", 1)
+        r, c = np.asarray(coo.row, np.int64), np.asarray(coo.col, np.int64)
+        nz = v != 0
+        r, c, v = r[nz], c[nz], v[nz]
+        if np.any(r == c):
+            raise ValueError("J must have a zero diagonal (s_i**2 = 1 makes it a constant)")
+        if np.any(r > c):  # some lower entries: must then be exactly symmetric
+            up = dict(zip(zip(r.tolist(), c.tolist()), v.tolist()))
+            if any(up.get((b, a)) != val for (a, b), val in up.items()):
+                raise ValueError("J must be upper-triangular (dimod style) or symmetric; got a "
+                                 "sparse matrix that is neither")
+            keep = r < c
+            r, c, v = r[keep], c[keep], v[keep]
+        out.indptr, out.indices, data = _csr_from_pairs(n, r, c, v)
+        out.data = data.astype(np.float32)
+        return out
+    M = _as_float_array(J, "J", 2)
+    if M.shape != (n, n):
+        raise ValueError(f"J must have shape ({n}, {n}) to match h, got {M.shape}")
+    Jsym = _symmetric_from_square(M, "J")
+    density = np.count_nonzero(Jsym) / max(n * (n - 1), 1)
+    if n >= 64 and density < 0.05:  # a sparse graph given densely: walk only its edges
+        r, c = np.nonzero(np.triu(Jsym, 1))
+        out.indptr, out.indices, data = _csr_from_pairs(n, r, c, Jsym[r, c])
+        out.data = data.astype(np.float32)
+    else:
+        out.dense = np.ascontiguousarray(Jsym, dtype=np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------- schedules
+
+def default_beta_range(h, J) -> tuple[float, float]:
+    """(hot, cold) inverse temperatures in the manner of dwave-samplers: at the hot end the
+    largest single-flip energy change is taken with probability 1/2, at the cold end the
+    smallest one with probability 1/100."""
+    c = _couplings(h, J)
+    absJ_row = (np.abs(c.dense).sum(axis=1) if c.dense is not None
+                else np.add.reduceat(np.abs(np.append(c.data, 0.0)), c.indptr[:-1])
+                * (np.diff(c.indptr) > 0))
+    max_de = 2.0 * float(np.max(np.abs(c.h) + absJ_row))
+    vals = np.abs(np.concatenate([c.h, c.dense.ravel() if c.dense is not None else c.data]))
+    vals = vals[vals > 0]
+    if max_de == 0.0 or vals.size == 0:
+        return 0.1, 1.0
+    min_de = 2.0 * float(vals.min())
+    return math.log(2.0) / max_de, math.log(100.0) / min_de
+
+
+def beta_schedule(beta_range, num_sweeps: int, kind: str = "geometric") -> np.ndarray:
+    """num_sweeps inverse temperatures from beta_range = (start, end), geometric or linear."""
+    b0, b1 = beta_range
+    if kind == "geometric":
+        return np.geomspace(b0, b1, num_sweeps)
+    if kind == "linear":
+        return np.linspace(b0, b1, num_sweeps)
+    raise ValueError(f"beta_schedule must be 'geometric', 'linear' or an array, got {kind!r}")
+
+
+def _betas(h, J, num_sweeps, beta_range, schedule) -> np.ndarray:
+    if not isinstance(schedule, str):
+        betas = _as_float_array(schedule, "beta_schedule", 1)
+        if num_sweeps is not None and betas.size != num_sweeps:
+            raise ValueError(f"beta_schedule has {betas.size} entries but num_sweeps={num_sweeps}")
+        if beta_range is not None:
+            raise ValueError("give beta_range or an explicit beta_schedule array, not both")
+    else:
+        if schedule not in ("geometric", "linear"):
+            raise ValueError(f"beta_schedule must be 'geometric', 'linear' or an array, got {schedule!r}")
+        num_sweeps = 1000 if num_sweeps is None else check_int(num_sweeps, "num_sweeps", minimum=0)
+        if beta_range is None:
+            beta_range = default_beta_range(h, J)
+        elif isinstance(beta_range, numbers.Real) and not isinstance(beta_range, bool):
+            beta_range = (beta_range, beta_range)  # a fixed temperature
+        try:
+            b0, b1 = beta_range
+        except (TypeError, ValueError):
+            raise ValueError(f"beta_range must be a number or a pair (start, end), got {beta_range!r}") from None
+        b0 = check_float(b0, "beta_range[0]", minimum=0.0, open_min=True)
+        b1 = check_float(b1, "beta_range[1]", minimum=0.0, open_min=True)
+        betas = beta_schedule((b0, b1), num_sweeps, schedule)
+    if np.any(betas <= 0):
+        raise ValueError("every beta of the schedule must be > 0")
+    if np.any(betas > 3e38):
+        raise ValueError("beta_schedule values must fit in float32")
+    return betas
+
+
+# --------------------------------------------------------------------------- chains
+
+def random_spins(seed: int, chains: int, n: int, chain_offset: int = 0) -> np.ndarray:
+    """+-1 spins with probability 1/2 each from the INIT stream (step 0): unit i of chain c
+    is +1 iff u < 1/2."""
+    u = _core.philox_uniforms(seed, STREAM_INIT, 0, chains, n, chain_offset)
+    return np.where(u < 0.5, 1, -1).astype(np.int8)
+
+
+def _check_spins(S, name: str, shape: tuple) -> np.ndarray:
+    if hasattr(S, "__cuda_array_interface__") or type(S).__module__.startswith("cupy"):
+        raise TypeError(f"{name} is a GPU array but this run is on the CPU")
+    arr = np.asarray(S)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must hold +-1 spins, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if arr.size and not np.all((arr == 1) | (arr == -1)):
+        raise ValueError(f"{name} must hold only +1 and -1 spins")
+    return np.ascontiguousarray(arr, dtype=np.int8)
+
+
+@dataclass
+class IsingResult:
+    """What ``sample_ising`` returns. ``samples`` (num_reads, n) int8 +-1; ``energies``
+    (num_reads,) float64, recomputed exactly from the samples (dimod's sign);
+    ``acceptance`` (num_reads,) fraction of site visits that flipped the spin; ``info``:
+    timings, updates/ns, the beta schedule, and ``energy_trace`` (num_sweeps, num_reads)
+    when asked for."""
+    samples: np.ndarray
+    energies: np.ndarray
+    acceptance: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    @property
+    def first(self) -> tuple[np.ndarray, float]:
+        """(sample, energy) of the lowest-energy read."""
+        k = int(np.argmin(self.energies))
+        return self.samples[k], float(self.energies[k])
+
+    def to_sampleset(self):
+        """The result as a ``dimod.SampleSet`` (needs dimod)."""
+        import dimod
+        return dimod.SampleSet.from_samples(self.samples.astype(np.int8), "SPIN", self.energies,
+                                            info=dict(self.info))
+
+
+def _chunk_sweeps(work_per_sweep: float, num_sweeps: int) -> int:
+    return int(max(1, min(num_sweeps, _CHUNK_WORK // max(work_per_sweep, 1.0))))
+
+
+def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, beta_range=None,
+                 beta_schedule="geometric", proposal: str = "metropolis", seed=None,
+                 device: str = "auto", initial_states=None, clamp=None, order: str = "sequential",
+                 step_offset: int = 0, trace: bool = False, progress: bool = False) -> IsingResult:
+    """Sample (or anneal) the Ising model E(s) = Σ h_i s_i + Σ_{i<j} J_ij s_i s_j with
+    ``num_reads`` independent chains of single-spin updates.
+
+    h: (n,) fields. J: dense (n, n) upper-triangular or symmetric (pair i<j couples with
+    J[i, j] either way), a dimod-style dict {(i, j): J_ij} (both orders summed, as dimod
+    does), or a scipy.sparse matrix with the same rule as dense.
+    num_sweeps: sweeps of n site visits each (default 1000, or the length of an explicit
+    ``beta_schedule``). beta_range: a number (fixed β), a pair (start, end) interpolated by
+    ``beta_schedule`` ("geometric" | "linear"), or None for a dwave-samplers-like default;
+    ``beta_schedule`` may also be an explicit array of per-sweep β.
+    proposal: "metropolis" or "gibbs" (heat bath). order: "sequential" (sites 0..n-1) or
+    "random" (n sites drawn with replacement per sweep).
+    initial_states: (num_reads, n) ±1; default random from the seed. clamp: (n,) bool mask of
+    spins that never move (they keep their initial value: give initial_states).
+    step_offset: Philox step of the first sweep (continue a run without reusing numbers).
+    trace: also record the energy after every sweep (info["energy_trace"]).
+    """
+    t_start = time.perf_counter()
+    dev = resolve_device(device, cuda_implemented=True)
+    num_reads = check_int(num_reads, "num_reads", minimum=1, maximum=2**31 - 1)
+    if num_sweeps is not None:
+        num_sweeps = check_int(num_sweeps, "num_sweeps", minimum=0)
+    if proposal not in ("metropolis", "gibbs"):
+        raise ValueError(f"proposal must be 'metropolis' or 'gibbs', got {proposal!r}")
+    if order not in ("sequential", "random"):
+        raise ValueError(f"order must be 'sequential' or 'random', got {order!r}")
+    seed = check_seed(seed)
+    step_offset = check_int(step_offset, "step_offset", minimum=0, maximum=2**32 - 1)
+    c = _couplings(h, J)
+    n = c.n
+    if num_reads * n > _MAX_SPINS:
+        raise ValueError(f"num_reads * n = {num_reads * n} spins exceeds the limit of {_MAX_SPINS}")
+    betas = _betas(h, J, num_sweeps, beta_range, beta_schedule)
+    num_sweeps = betas.size
+    if step_offset + num_sweeps > 2**32 - 1:
+        raise ValueError("step_offset + num_sweeps must stay below 2**32")
+    clamped = None
+    if clamp is not None:
+        mask = np.asarray(clamp)
+        if mask.dtype != bool or mask.shape != (n,):
+            raise ValueError(f"clamp must be a boolean mask of shape ({n},), got {mask.dtype} {mask.shape}")
+        if initial_states is None:
+            raise ValueError("clamp needs initial_states: clamped spins keep their initial values")
+        clamped = np.ascontiguousarray(mask, dtype=np.uint8)
+    if initial_states is None:
+        S = random_spins(seed, num_reads, n)
+    else:
+        S = _check_spins(initial_states, "initial_states", (num_reads, n)).copy()
+
+    if dev == "cuda":
+        from . import _ising_cuda
+        run = _ising_cuda.chain_runner(c, clamped, proposal == "gibbs", order == "random")
+    else:
+        def run(S, betas_chunk, step, want_trace):
+            return _core.ising_chains(c.h, c.dense, c.indptr, c.indices, c.data, betas_chunk,
+                                      proposal == "gibbs", order == "random", clamped, S, seed,
+                                      step, 0, want_trace)
+
+    betas32 = betas.astype(np.float32)
+    chunk = _chunk_sweeps(num_reads * (c.nnz + 8 * n), num_sweeps)
+    flips = np.zeros(num_reads, np.int64)
+    traces = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=num_sweeps, unit="sweep", desc="sample_ising")
+    t_kernel = time.perf_counter()
+    try:
+        for t0 in range(0, num_sweeps, chunk):
+            part = np.ascontiguousarray(betas32[t0:t0 + chunk])
+            f, e = run(S, part, step_offset + t0, trace)
+            flips += f
+            if trace:
+                traces.append(e)
+            if bar is not None:
+                elapsed = time.perf_counter() - t_kernel
+                bar.set_postfix(updates_per_ns=f"{num_reads * n * (t0 + part.size) / max(elapsed, 1e-12) / 1e9:.3g}")
+                bar.update(part.size)
+    finally:
+        if bar is not None:
+            bar.close()
+    kernel_s = time.perf_counter() - t_kernel
+    if dev == "cuda":
+        S = _ising_cuda.to_host(S)
+    t_energy = time.perf_counter()
+    energies = c.energies(S)
+    updates = num_reads * n * num_sweeps
+    info = {
+        "device": dev, "seed": seed, "proposal": proposal, "order": order,
+        "num_sweeps": num_sweeps, "beta_schedule": betas, "step_offset": step_offset,
+        "next_step": step_offset + num_sweeps, "storage": "dense" if c.dense is not None else "csr",
+        "timing": {"sample_s": kernel_s, "energy_s": time.perf_counter() - t_energy,
+                   "total_s": time.perf_counter() - t_start},
+        "updates_per_ns": updates / max(kernel_s, 1e-12) / 1e9,
+        "acceptance_rate": float(flips.sum() / max(updates, 1)),
+    }
+    if trace:
+        info["energy_trace"] = (np.concatenate(traces, axis=0) if traces
+                                else np.zeros((0, num_reads)))
+    acceptance = flips / max(n * num_sweeps, 1)
+    return IsingResult(samples=S, energies=energies, acceptance=acceptance, info=info)
+
+
+# --------------------------------------------------------------------------- 2-D lattice
+
+@dataclass
+class LatticeResult:
+    """What ``IsingLattice2D.sample`` returns: ``states`` (n_chains, L, L) int8 ±1; per
+    sweep and chain, ``energy`` and ``magnetization`` per spin (n_sweeps, n_chains) float64;
+    ``acceptance`` per chain; ``info`` (timings, flips/ns, the β schedule, next_step)."""
+    states: np.ndarray
+    energy: np.ndarray
+    magnetization: np.ndarray
+    acceptance: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+class IsingLattice2D:
+    """The periodic L x L Ising model E(s) = −J Σ_<ij> s_i s_j − h Σ_i s_i (lecture sign;
+    J > 0 is ferromagnetic), sampled by checkerboard Metropolis or heat-bath sweeps on many
+    chains at once. L must be even (two colours on a periodic grid)."""
+
+    def __init__(self, L: int, J: float = 1.0, h: float = 0.0):
+        self.L = check_int(L, "L", minimum=2, maximum=2**15)
+        if self.L % 2:
+            raise ValueError(f"L must be even for checkerboard updates on a periodic lattice, got {L}")
+        self.J = check_float(J, "J")
+        self.h = check_float(h, "h")
+        self.states_: np.ndarray | None = None
+        self.next_step_ = 0
+
+    def __repr__(self) -> str:
+        return f"IsingLattice2D(L={self.L}, J={self.J}, h={self.h})"
+
+    def energy(self, states) -> np.ndarray:
+        """Energy per spin of each state (n_chains, L, L), float64."""
+        S = _check_spins(states, "states", np.shape(states)[:1] + (self.L, self.L)
+                         if np.ndim(states) == 3 else (-1, self.L, self.L))
+        from .reference import lattice_energy
+        return lattice_energy(S, self.J, self.h) / (self.L * self.L)
+
+    def sample(self, beta, n_sweeps: int, n_chains: int = 1, seed=None, *, initial_states=None,
+               proposal: str = "metropolis", step_offset: int = 0, trace: bool = True,
+               device: str = "auto", progress: bool = False) -> LatticeResult:
+        """n_sweeps checkerboard sweeps of n_chains chains at inverse temperature ``beta``
+        (a number, or an array of one β per sweep for annealing). Chains start from
+        ``initial_states`` (n_chains, L, L) ±1, or "up" (all +1), or random spins from
+        the seed (default). The final states are also kept in ``states_`` and the next
+        free Philox step in ``next_step_``, so ``sample(..., initial_states=m.states_,
+        step_offset=m.next_step_)`` continues a run."""
+        t_start = time.perf_counter()
+        dev = resolve_device(device, cuda_implemented=True)
+        n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)
+        n_chains = check_int(n_chains, "n_chains", minimum=1)
+        L = self.L
+        if n_chains * L * L > _MAX_SPINS:
+            raise ValueError(f"n_chains * L * L = {n_chains * L * L} spins exceeds {_MAX_SPINS}")
+        if proposal not in ("metropolis", "gibbs"):
+            raise ValueError(f"proposal must be 'metropolis' or 'gibbs', got {proposal!r}")
+        seed = check_seed(seed)
+        step_offset = check_int(step_offset, "step_offset", minimum=0)
+        if step_offset + 2 * n_sweeps > 2**32 - 1:
+            raise ValueError("step_offset + 2 * n_sweeps must stay below 2**32")
+        if isinstance(beta, numbers.Real) and not isinstance(beta, bool):
+            betas = np.full(n_sweeps, check_float(beta, "beta", minimum=0.0, open_min=True))
+        else:
+            betas = _as_float_array(beta, "beta", 1)
+            if betas.size != n_sweeps:
+                raise ValueError(f"beta has {betas.size} entries but n_sweeps={n_sweeps}")
+            if np.any(betas <= 0):
+                raise ValueError("every beta must be > 0")
+        if initial_states is None:
+            S = random_spins(seed, n_chains, L * L).reshape(n_chains, L, L)
+        elif isinstance(initial_states, str):
+            if initial_states != "up":
+                raise ValueError(f"initial_states must be an array, 'up' or None, got {initial_states!r}")
+            S = np.ones((n_chains, L, L), np.int8)
+        else:
+            S = _check_spins(initial_states, "initial_states", (n_chains, L, L)).copy()
+
+        if dev == "cuda":
+            from . import _ising_cuda
+            run = _ising_cuda.lattice_runner(self, proposal == "gibbs")
+            S = _ising_cuda.to_device(S)
+        else:
+            def run(S, b, step, want):
+                return _core.lattice_sweeps(S, self.J, self.h, b, proposal == "gibbs", seed, step, 0, want)
+        betas32 = betas.astype(np.float32)
+        chunk = _chunk_sweeps(8.0 * n_chains * L * L, n_sweeps)
+        flips = np.zeros(n_chains, np.int64)
+        energies, mags = [], []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=n_sweeps, unit="sweep", desc=f"Ising {L}x{L}")
+        t_kernel = time.perf_counter()
+        try:
+            for t0 in range(0, n_sweeps, chunk):
+                part = np.ascontiguousarray(betas32[t0:t0 + chunk])
+                f, e, m = run(S, part, step_offset + 2 * t0, trace)
+                flips += np.asarray(f)
+                if trace:
+                    energies.append(np.asarray(e))
+                    mags.append(np.asarray(m))
+                if bar is not None:
+                    elapsed = time.perf_counter() - t_kernel
+                    bar.set_postfix(flips_per_ns=f"{n_chains * L * L * (t0 + part.size) / max(elapsed, 1e-12) / 1e9:.3g}")
+                    bar.update(part.size)
+        finally:
+            if bar is not None:
+                bar.close()
+        kernel_s = time.perf_counter() - t_kernel
+        if dev == "cuda":
+            S = _ising_cuda.to_host(S)
+        updates = n_chains * L * L * n_sweeps
+        empty = np.zeros((0, n_chains))
+        self.states_ = S
+        self.next_step_ = step_offset + 2 * n_sweeps
+        info = {"device": dev, "seed": seed, "proposal": proposal, "beta_schedule": betas,
+                "step_offset": step_offset, "next_step": self.next_step_,
+                "timing": {"sample_s": kernel_s, "total_s": time.perf_counter() - t_start},
+                "flips_per_ns": updates / max(kernel_s, 1e-12) / 1e9,
+                "acceptance_rate": float(flips.sum() / max(updates, 1))}
+        return LatticeResult(states=S,
+                             energy=np.concatenate(energies) if energies else empty,
+                             magnetization=np.concatenate(mags) if mags else empty,
+                             acceptance=flips / max(L * L * n_sweeps, 1), info=info)
