@@ -4,14 +4,14 @@
 // block stores spins and local fields site-major ([n][16] floats), so the update of site
 // i is one vector op for all sixteen chains and the couplings J_i. are read once per
 // block instead of once per chain. After a site update, the fields of its neighbours are
-// moved by J_ij * (s_new - s_old) (O(degree) vector ops, skipped when no lane flipped):
-// nothing is recomputed from scratch except every kRefreshSweeps sweeps, which bounds the
-// float32 drift of the incremental fields.
+// moved by J_ij * (s_new - s_old) (O(degree) vector ops, skipped when no lane flipped; for
+// dense J the moves of eight consecutive sites are merged into one pass): nothing is
+// recomputed from scratch except every kRefreshSweeps sweeps, which bounds the float32
+// drift of the incremental fields.
 #include <algorithm>
 #include <cstring>
 #include "common/philox.h"
 #include "cpu/kernels.h"
-#include "cpu/philox_run.h"
 #include "cpu/scratch.h"
 #include "cpu/simd.h"
 
@@ -22,16 +22,30 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int64_t kRefreshSweeps = 32;
 
+typedef int8_t vb16 __attribute__((vector_size(16)));
+
 struct Block {
   const IsingView* P;
   const SweepPlan* plan;
-  float* S;        // [n][16] spins of the block's chains
+  int8_t* S;       // [n][16] spins of the block's chains
   float* F;        // [n][16] local fields g = h + J s
   int64_t* flips;  // [16]
   double* energy;  // [16] per sweep, scratch
   int lanes;       // valid lanes (the last block may be partial)
   uint32_t chain0; // Philox chain of lane 0
 };
+
+// int8 <-> float through int32 lanes: one widening/narrowing move and one conversion each
+// (a direct float <-> int8 convertvector is scalarised by GCC).
+EBM_INLINE vf16 load_spins(const int8_t* p) {
+  vb16 v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(__builtin_convertvector(v, vi16), vf16);
+}
+EBM_INLINE void store_spins(int8_t* p, vf16 s) {
+  const vb16 v = __builtin_convertvector(__builtin_convertvector(s, vi16), vb16);
+  std::memcpy(p, &v, sizeof v);
+}
 
 EBM_INLINE bool any_lane(vi16 m) {
   uint64_t w[8];
@@ -40,32 +54,62 @@ EBM_INLINE bool any_lane(vi16 m) {
 }
 
 // F = h + J S for the whole block (dense: one sgemm; CSR: row by row).
-void refresh_fields(const IsingView& P, const float* S, float* F) {
+void refresh_fields(const IsingView& P, const int8_t* S, float* F) {
   const int64_t n = P.n;
   if (P.J != nullptr) {
-    gemm_block(false, n, kLanes, n, 1.0f, P.J, n, S, kLanes, F, kLanes);
+    float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
+    for (int64_t i = 0; i < kLanes * n; ++i) Sf[i] = S[i];
+    gemm_block(false, n, kLanes, n, 1.0f, P.J, n, Sf, kLanes, F, kLanes);
     for (int64_t i = 0; i < n; ++i) store16(F + kLanes * i, load16(F + kLanes * i) + P.h[i]);
     return;
   }
   for (int64_t i = 0; i < n; ++i) {
     vf16 acc = splat16(P.h[i]);
     for (int64_t k = P.indptr[i]; k < P.indptr[i + 1]; ++k)
-      acc += P.data[k] * load16(S + kLanes * P.indices[k]);
+      acc += P.data[k] * load_spins(S + kLanes * P.indices[k]);
     store16(F + kLanes * i, acc);
   }
 }
 
-// Fields of every neighbour j of site i move by J_ij * d (d = s_new - s_old per lane).
-template <bool kDense>
-EBM_INLINE void move_fields(const IsingView& P, int64_t i, vf16 d, float* F) {
-  if constexpr (kDense) {
-    const float* row = P.J + P.n * i;
-    for (int64_t j = 0; j < P.n; ++j) store16(F + kLanes * j, load16(F + kLanes * j) + row[j] * d);
-  } else {
-    for (int64_t k = P.indptr[i]; k < P.indptr[i + 1]; ++k) {
-      float* f = F + kLanes * P.indices[k];
-      store16(f, load16(f) + P.data[k] * d);
-    }
+// Fields of every neighbour j of site i move by J_ij * d (d = s_new - s_old per lane), CSR.
+EBM_INLINE void move_fields_csr(const IsingView& P, int64_t i, vf16 d, float* F) {
+  const int32_t* __restrict idx = P.indices;
+  const float* __restrict val = P.data;
+  const int64_t end = P.indptr[i + 1];
+  for (int64_t k = P.indptr[i]; k < end; ++k) {
+    float* f = F + kLanes * idx[k];
+    store16(f, load16(f) + val[k] * d);
+  }
+}
+
+// Dense couplings: the flips of up to kSiteBlock consecutive sites reach every field in one
+// pass, F_j += sum_q J[site_q][j] d_q, so F is read and written once per site block
+// instead of once per site (the pass is then FMA-bound, not load/store-bound).
+constexpr int kSiteBlock = 8;
+
+template <int M>
+EBM_INLINE void move_fields_dense(const IsingView& P, const int32_t* site, const vf16* D, float* F) {
+  const float* rows[M];
+  vf16 d[M];
+  for (int q = 0; q < M; ++q) { rows[q] = P.J + P.n * site[q]; d[q] = D[q]; }
+  for (int64_t j = 0; j < P.n; ++j) {
+    vf16 acc = load16(F + kLanes * j);
+    for (int q = 0; q < M; ++q) acc += rows[q][j] * d[q];
+    store16(F + kLanes * j, acc);
+  }
+}
+
+EBM_INLINE void move_fields_dense_n(const IsingView& P, const int32_t* site, const vf16* D, int m, float* F) {
+  switch (m) {
+    case 1: move_fields_dense<1>(P, site, D, F); break;
+    case 2: move_fields_dense<2>(P, site, D, F); break;
+    case 3: move_fields_dense<3>(P, site, D, F); break;
+    case 4: move_fields_dense<4>(P, site, D, F); break;
+    case 5: move_fields_dense<5>(P, site, D, F); break;
+    case 6: move_fields_dense<6>(P, site, D, F); break;
+    case 7: move_fields_dense<7>(P, site, D, F); break;
+    case 8: move_fields_dense<8>(P, site, D, F); break;
+    default: break;
   }
 }
 
@@ -110,20 +154,35 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
   const uint8_t* clamped = B.plan->clamped;
   vi16 valid = {}, count = {};
   for (int l = 0; l < kLanes; ++l) valid[l] = l < B.lanes ? -1 : 0;
-  alignas(64) float u[4 * kLanes];
-  for (int64_t i0 = 0; i0 < P.n; i0 += 4) {
-    philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(i0 / 4), u);
-    const int64_t i_end = std::min<int64_t>(i0 + 4, P.n);
+  vf16 u[kSiteBlock];
+  int32_t site[kSiteBlock];
+  vf16 D[kSiteBlock];
+  for (int64_t i0 = 0; i0 < P.n; i0 += kSiteBlock) {
+    const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, P.n);
+    for (int64_t b = i0; b < i_end; b += 4)
+      philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(b / 4), u + (b - i0));
+    int m = 0;
     for (int64_t i = i0; i < i_end; ++i) {
       if (clamped != nullptr && clamped[i]) continue;
-      const vf16 s = load16(B.S + kLanes * i);
-      const vi16 flip = decide<kGibbs>(s, load16(B.F + kLanes * i), load16(u + kLanes * (i - i0)), beta) & valid;
-      if (!any_lane(flip)) continue;
+      vf16 g = load16(B.F + kLanes * i);
+      if constexpr (kDense)  // flips earlier in this site block, not yet in F
+        for (int q = 0; q < m; ++q) g += P.J[P.n * site[q] + i] * D[q];
+      const vf16 s = load_spins(B.S + kLanes * i);
+      const vi16 flip = decide<kGibbs>(s, g, u[i - i0], beta) & valid;
+      // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
+      // update of a few neighbours is cheaper than the test.
+      if (kDense && !any_lane(flip)) continue;
       const vf16 d = flip ? -2.0f * s : vf16{};
-      store16(B.S + kLanes * i, s + d);
+      store_spins(B.S + kLanes * i, s + d);
       count -= flip;
-      move_fields<kDense>(P, i, d, B.F);
+      if constexpr (kDense) {
+        site[m] = static_cast<int32_t>(i);
+        D[m++] = d;
+      } else {
+        move_fields_csr(P, i, d, B.F);
+      }
     }
+    if constexpr (kDense) move_fields_dense_n(P, site, D, m, B.F);
   }
   for (int l = 0; l < B.lanes; ++l) B.flips[l] += count[l];
 }
@@ -133,20 +192,20 @@ EBM_INLINE void sweep_random(const Block& B, float beta, uint64_t seed, uint32_t
   const IsingView& P = *B.P;
   const int64_t n = P.n;
   const uint8_t* clamped = B.plan->clamped;
-  alignas(64) float u[4 * kLanes], pick[4 * kLanes];
+  vf16 u[4], pick[4];
   for (int64_t k0 = 0; k0 < n; k0 += 4) {
     philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(k0 / 4), u);
     philox_chain_lanes(seed, kStreamProposal, B.chain0, step, static_cast<uint32_t>(k0 / 4), pick);
     const int64_t k_end = std::min<int64_t>(k0 + 4, n);
     for (int64_t k = k0; k < k_end; ++k) {
       for (int l = 0; l < B.lanes; ++l) {
-        const int64_t q = kLanes * (k - k0) + l;
-        const int64_t i = std::min<int64_t>(n - 1, static_cast<int64_t>(pick[q] * static_cast<float>(n)));
+        const int64_t q = k - k0;
+        const int64_t i = std::min<int64_t>(n - 1, static_cast<int64_t>(pick[q][l] * static_cast<float>(n)));
         if (clamped != nullptr && clamped[i]) continue;
-        float& s = B.S[kLanes * i + l];
-        if (!decide_lane<kGibbs>(s, B.F[kLanes * i + l], u[q], beta)) continue;
+        int8_t& s = B.S[kLanes * i + l];
+        if (!decide_lane<kGibbs>(s, B.F[kLanes * i + l], u[q][l], beta)) continue;
         const float d = -2.0f * s;
-        s += d;
+        s = static_cast<int8_t>(-s);
         ++B.flips[l];
         move_fields_lane<kDense>(P, i, l, d, B.F);
       }
@@ -162,7 +221,7 @@ EBM_INLINE void block_energy(const Block& B) {
     vf16 acc = {};
     const int64_t i_end = std::min<int64_t>(i0 + 256, P.n);
     for (int64_t i = i0; i < i_end; ++i)
-      acc += load16(B.S + kLanes * i) * (load16(B.F + kLanes * i) + P.h[i]);
+      acc += load_spins(B.S + kLanes * i) * (load16(B.F + kLanes * i) + P.h[i]);
     for (int l = 0; l < kLanes; ++l) e[l] += acc[l];
   }
   for (int l = 0; l < kLanes; ++l) B.energy[l] = 0.5 * e[l];
@@ -208,12 +267,12 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t c0 = blk * kLanes;
     const int lanes = static_cast<int>(std::min<int64_t>(kLanes, chains - c0));
-    float* Sb = scratch<float>(kSlotSpinBlock, static_cast<size_t>(kLanes * n));
+    int8_t* Sb = scratch<int8_t>(kSlotSpinBlock, static_cast<size_t>(kLanes * n));
     float* Fb = scratch<float>(kSlotFieldBlock, static_cast<size_t>(kLanes * n));
     // Padding lanes hold +1 spins that never flip (their decisions are masked off).
     for (int64_t i = 0; i < n; ++i)
       for (int l = 0; l < kLanes; ++l)
-        Sb[kLanes * i + l] = l < lanes ? static_cast<float>(S[(c0 + l) * n + i]) : 1.0f;
+        Sb[kLanes * i + l] = l < lanes ? S[(c0 + l) * n + i] : int8_t{1};
     int64_t block_flips[kLanes] = {};
     double energy[kLanes];
     const Block B{&P, &plan, Sb, Fb, block_flips, energy, lanes,
@@ -221,7 +280,7 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
     run(B, rng, energy_trace, chains, c0);
     for (int l = 0; l < lanes; ++l) {
       flips[c0 + l] = block_flips[l];
-      for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = Sb[kLanes * i + l] > 0.0f ? 1 : -1;
+      for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = Sb[kLanes * i + l];
     }
   }
 }

@@ -114,91 +114,7 @@ __attribute__((target("avx512f,avx2"))) void run_avx512(uint64_t seed, uint32_t 
   }
 }
 
-// philox_chain_lanes: the counter's chain word varies along the lanes, the block is fixed,
-// so the four output words are already in lane order (no transpose).
-__attribute__((target("avx512f,avx2"))) void chain_lanes_avx512(uint64_t seed, uint32_t stream,
-                                                                uint32_t first_chain,
-                                                                uint32_t step, uint32_t block,
-                                                                float* out) {
-  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kPhiloxM0));
-  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(kPhiloxM1));
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  __m512i c0 = _mm512_set1_epi32(static_cast<int>(block));
-  __m512i c1 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(first_chain)), lane);
-  __m512i c2 = _mm512_set1_epi32(static_cast<int>(step));
-  __m512i c3 = _mm512_set1_epi32(static_cast<int>(stream));
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
-    const __m512i e0 = _mm512_mul_epu32(c0, m0), o0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);
-    const __m512i e1 = _mm512_mul_epu32(c2, m1), o1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);
-    const __m512i lo0 = _mm512_mask_blend_epi32(0xAAAA, e0, _mm512_slli_epi64(o0, 32));
-    const __m512i hi0 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e0, 32), o0);
-    const __m512i lo1 = _mm512_mask_blend_epi32(0xAAAA, e1, _mm512_slli_epi64(o1, 32));
-    const __m512i hi1 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e1, 32), o1);
-    c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(static_cast<int>(k0)));
-    c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
-    c1 = lo1;
-    c3 = lo0;
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-  }
-  const __m512 scale = _mm512_set1_ps(kTwoPowMinus24);
-  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c0, 8)), scale));
-  _mm512_storeu_ps(out + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c1, 8)), scale));
-  _mm512_storeu_ps(out + 32, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c2, 8)), scale));
-  _mm512_storeu_ps(out + 48, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c3, 8)), scale));
-}
-
-__attribute__((target("avx2"))) void chain_lanes_avx2(uint64_t seed, uint32_t stream,
-                                                      uint32_t first_chain, uint32_t step,
-                                                      uint32_t block, float* out) {
-  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
-  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int half = 0; half < 2; ++half) {
-    __m256i c0 = _mm256_set1_epi32(static_cast<int>(block));
-    __m256i c1 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first_chain + 8 * half)), lane);
-    __m256i c2 = _mm256_set1_epi32(static_cast<int>(step));
-    __m256i c3 = _mm256_set1_epi32(static_cast<int>(stream));
-    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-    for (int r = 0; r < 10; ++r) {
-      __m256i hi0, lo0, hi1, lo1;
-      mulhilo8(c0, m0, hi0, lo0);
-      mulhilo8(c2, m1, hi1, lo1);
-      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
-      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
-      c1 = lo1;
-      c3 = lo0;
-      k0 += kPhiloxW0;
-      k1 += kPhiloxW1;
-    }
-    _mm256_storeu_ps(out + 8 * half, to_uniform8(c0));
-    _mm256_storeu_ps(out + 16 + 8 * half, to_uniform8(c1));
-    _mm256_storeu_ps(out + 32 + 8 * half, to_uniform8(c2));
-    _mm256_storeu_ps(out + 48 + 8 * half, to_uniform8(c3));
-  }
-}
 #endif
-
-void chain_lanes_portable(uint64_t seed, uint32_t stream, uint32_t first_chain, uint32_t step,
-                          uint32_t block, float* out) {
-  for (int l = 0; l < 16; ++l) {
-    const PhiloxBlock b = philox4x32_10(block, first_chain + static_cast<uint32_t>(l), step,
-                                        stream, static_cast<uint32_t>(seed),
-                                        static_cast<uint32_t>(seed >> 32));
-    for (int w = 0; w < 4; ++w) out[16 * w + l] = philox_word_to_uniform(b.x[w]);
-  }
-}
-
-using LanesFn = void (*)(uint64_t, uint32_t, uint32_t, uint32_t, uint32_t, float*);
-
-LanesFn pick_lanes() {
-#ifdef EBM_HAVE_AVX2_PATH
-  if (__builtin_cpu_supports("avx512f")) return &chain_lanes_avx512;
-  if (__builtin_cpu_supports("avx2")) return &chain_lanes_avx2;
-#endif
-  return &chain_lanes_portable;
-}
 
 using RunFn = void (*)(uint64_t, uint32_t, uint32_t, uint32_t, uint32_t, int, float*);
 
@@ -231,12 +147,6 @@ bool philox_uniforms_with(PhiloxImpl impl, uint64_t seed, uint32_t stream, uint3
     default:
       return false;
   }
-}
-
-void philox_chain_lanes(uint64_t seed, uint32_t stream, uint32_t first_chain, uint32_t step,
-                        uint32_t block, float* out) {
-  static const LanesFn lanes = pick_lanes();
-  lanes(seed, stream, first_chain, step, block, out);
 }
 
 void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t chain, uint32_t step,

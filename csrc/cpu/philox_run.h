@@ -9,12 +9,6 @@ namespace ebm::cpu {
 void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t chain, uint32_t step,
                      uint32_t first_block, int n_blocks, float* out);
 
-// Sixteen chains side by side: out[16*w + l] = uniform(seed, stream, chain = first_chain + l,
-// step, unit = 4*block + w) for w < 4, l < 16 - the layout of the chain-parallel samplers,
-// whose SIMD lanes are chains.
-void philox_chain_lanes(uint64_t seed, uint32_t stream, uint32_t first_chain, uint32_t step,
-                        uint32_t block, float* out);
-
 // One implementation by name (tests check each against the reference); false when this
 // CPU or build lacks it.
 enum class PhiloxImpl { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };

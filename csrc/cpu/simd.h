@@ -97,3 +97,53 @@ EBM_INLINE vf8 less_as_float8(vf8 a, vf8 b) {
 }
 
 }  // namespace ebm::cpu
+
+// ---------------------------------------------------------------- Philox across chains
+// Sixteen chains side by side, the layout of the chain-parallel samplers whose SIMD lanes
+// are chains: u[w][l] = uniform(seed, stream, chain = first_chain + l, step, unit =
+// 4*block + w). The counter's chain word varies along the lanes and the block is fixed, so
+// the four output words are already in lane order. Written with vector extensions so it
+// inlines into each target_clones kernel: the 32x32 -> 64-bit products are the even/odd
+// lane products of 64-bit lanes (vpmuludq).
+#include "common/philox.h"
+
+namespace ebm::cpu {
+
+typedef uint32_t vu16 __attribute__((vector_size(64)));
+typedef uint64_t vq8 __attribute__((vector_size(64)));
+
+EBM_INLINE void mulhilo16(vu16 a, uint32_t m, vu16& hi, vu16& lo) {
+  vq8 q;
+  __builtin_memcpy(&q, &a, sizeof q);
+  const vq8 lo32 = vq8{} + 0xFFFFFFFFull;
+  const vq8 even = (q & lo32) * m;  // products of lanes 0, 2, 4, ...
+  const vq8 odd = (q >> 32) * m;    // products of lanes 1, 3, 5, ...
+  const vq8 l = (even & lo32) | (odd << 32);
+  const vq8 h = (even >> 32) | (odd & ~lo32);
+  __builtin_memcpy(&lo, &l, sizeof lo);
+  __builtin_memcpy(&hi, &h, sizeof hi);
+}
+
+EBM_INLINE void philox_chain_lanes(uint64_t seed, uint32_t stream, uint32_t first_chain,
+                                   uint32_t step, uint32_t block, vf16 u[4]) {
+  const vu16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  vu16 c0 = vu16{} + block, c1 = lane + first_chain, c2 = vu16{} + step, c3 = vu16{} + stream;
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    vu16 hi0, lo0, hi1, lo1;
+    mulhilo16(c0, kPhiloxM0, hi0, lo0);
+    mulhilo16(c2, kPhiloxM1, hi1, lo1);
+    c0 = hi1 ^ c1 ^ k0;
+    c2 = hi0 ^ c3 ^ k1;
+    c1 = lo1;
+    c3 = lo0;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  u[0] = __builtin_convertvector(c0 >> 8, vf16) * kTwoPowMinus24;
+  u[1] = __builtin_convertvector(c1 >> 8, vf16) * kTwoPowMinus24;
+  u[2] = __builtin_convertvector(c2 >> 8, vf16) * kTwoPowMinus24;
+  u[3] = __builtin_convertvector(c3 >> 8, vf16) * kTwoPowMinus24;
+}
+
+}  // namespace ebm::cpu
