@@ -43,6 +43,7 @@ class _Couplings:
     indptr: np.ndarray | None = None   # CSR of both triangles (int64 / int32 / float32)
     indices: np.ndarray | None = None
     data: np.ndarray | None = None
+    exact: tuple | None = None         # float64 (h, dense or CSR data) for exact energies
 
     @property
     def nnz(self) -> int:
@@ -51,14 +52,14 @@ class _Couplings:
     def energies(self, S: np.ndarray) -> np.ndarray:
         """Exact float64 energies (dimod sign) of the rows of S."""
         out = np.empty(S.shape[0], np.float64)
-        h = self.h.astype(np.float64)
+        h, J64 = self.exact
         if self.dense is None:
             rows = np.repeat(np.arange(self.n), np.diff(self.indptr))
-            data = self.data.astype(np.float64)
+            data = J64
         for r0 in range(0, S.shape[0], 256):
             X = S[r0:r0 + 256].astype(np.float64)
             if self.dense is not None:
-                pair = np.einsum("ri,ri->r", X @ self.dense.astype(np.float64), X)
+                pair = np.einsum("ri,ri->r", X @ J64, X)
             else:  # both triangles stored: each pair counted twice
                 pair = (X[:, rows] * X[:, self.indices]) @ data
             out[r0:r0 + 256] = X @ h + 0.5 * pair
@@ -144,6 +145,7 @@ def _couplings(h, J) -> _Couplings:
                 raise ValueError("J must not couple a spin to itself (key (i, i))")
         out.indptr, out.indices, data = _csr_from_pairs(n, ii, jj, vv)
         out.data = data.astype(np.float32)
+        out.exact = (h64, data)
         return out
     if hasattr(J, "tocoo") and hasattr(J, "shape"):  # scipy.sparse, without importing scipy
         if J.shape != (n, n):
@@ -164,6 +166,7 @@ def _couplings(h, J) -> _Couplings:
             r, c, v = r[keep], c[keep], v[keep]
         out.indptr, out.indices, data = _csr_from_pairs(n, r, c, v)
         out.data = data.astype(np.float32)
+        out.exact = (h64, data)
         return out
     M = _as_float_array(J, "J", 2)
     if M.shape != (n, n):
@@ -174,8 +177,10 @@ def _couplings(h, J) -> _Couplings:
         r, c = np.nonzero(np.triu(Jsym, 1))
         out.indptr, out.indices, data = _csr_from_pairs(n, r, c, Jsym[r, c])
         out.data = data.astype(np.float32)
+        out.exact = (h64, data)
     else:
         out.dense = np.ascontiguousarray(Jsym, dtype=np.float32)
+        out.exact = (h64, Jsym)
     return out
 
 
