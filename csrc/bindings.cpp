@@ -99,6 +99,50 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_count", &ebm::cuda::device_count);
   m.def("cuda_device_name", &ebm::cuda::device_name, py::arg("index") = 0);
   m.def("cuda_runtime_version", &ebm::cuda::runtime_version);
+  // Spin chains / lattice on device buffers (pointers as integers, from CuPy; the Python
+  // layer has checked shapes, dtypes and devices).
+  m.def("cuda_ising_chains",
+        [](uintptr_t h, uintptr_t J, uintptr_t indptr, uintptr_t indices, uintptr_t data, int64_t n,
+           uintptr_t betas, int64_t n_sweeps, bool gibbs, bool random_order, uintptr_t clamped,
+           uintptr_t St, uintptr_t F, int64_t chains, uint64_t seed, int64_t step,
+           int64_t chain_offset, uintptr_t flips, uintptr_t trace, uintptr_t stream) {
+          require(n >= 1 && chains >= 0 && n_sweeps >= 0, "bad sizes");
+          const ebm::RngView r = rng_view(seed, step, chain_offset, chains);
+          check_u32(step + n_sweeps, "step + n_sweeps");
+          ebm::IsingView P;
+          P.n = n;
+          P.h = reinterpret_cast<const float*>(h);
+          P.J = reinterpret_cast<const float*>(J);
+          P.indptr = reinterpret_cast<const int64_t*>(indptr);
+          P.indices = reinterpret_cast<const int32_t*>(indices);
+          P.data = reinterpret_cast<const float*>(data);
+          require(P.J != nullptr || (P.indptr && P.indices && P.data), "give J or a CSR");
+          ebm::SweepPlan plan;
+          plan.betas = reinterpret_cast<const float*>(betas);
+          plan.n_sweeps = n_sweeps;
+          plan.gibbs = gibbs;
+          plan.random_order = random_order;
+          plan.clamped = reinterpret_cast<const uint8_t*>(clamped);
+          py::gil_scoped_release nogil;
+          ebm::cuda::ising_chains(P, plan, reinterpret_cast<int8_t*>(St), reinterpret_cast<float*>(F),
+                                  chains, r, reinterpret_cast<int64_t*>(flips),
+                                  reinterpret_cast<double*>(trace), stream);
+        });
+  m.def("cuda_lattice_sweeps",
+        [](uintptr_t S, int64_t chains, int64_t L, float J, float h, F32 betas, bool gibbs,
+           uint64_t seed, int64_t step, int64_t chain_offset, uintptr_t flips, uintptr_t bonds,
+           uintptr_t magnet, uintptr_t stream) {
+          require(L >= 2 && L % 2 == 0 && chains >= 0, "bad lattice sizes");
+          require(betas.ndim() == 1, "betas must be 1-D");
+          const ebm::RngView r = rng_view(seed, step, chain_offset, chains);
+          check_u32(step + 2 * betas.shape(0), "step + 2 n_sweeps");
+          const float* b = betas.data();
+          py::gil_scoped_release nogil;
+          ebm::cuda::lattice_sweeps(reinterpret_cast<int8_t*>(S), chains, L, J, h, b, betas.shape(0),
+                                    gibbs, r, reinterpret_cast<unsigned long long*>(flips),
+                                    reinterpret_cast<long long*>(bonds),
+                                    reinterpret_cast<long long*>(magnet), stream);
+        });
 #else
   m.attr("cuda_compiled") = false;
   m.attr("cuda_archs") = "";

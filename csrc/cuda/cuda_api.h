@@ -13,3 +13,26 @@ std::string device_name(int index);
 int runtime_version();
 
 }  // namespace ebm::cuda
+
+// --- spin chains and the 2-D lattice (ising_chains.cu). Every pointer is a device pointer
+// except betas_host; `stream` is a cudaStream_t as an integer (0 = legacy default stream).
+// Errors throw std::runtime_error.
+#include <cstdint>
+#include "common/views.h"
+
+namespace ebm::cuda {
+
+// The CPU kernel's semantics (cpu/kernels.h) on spins stored site-major: St [n][chains]
+// int8 (rw), F [n][chains] float scratch; flips [chains] (w); trace [n_sweeps][chains] or
+// null. plan.betas and plan.clamped are device pointers.
+void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* St, float* F, int64_t chains,
+                  const RngView& rng, int64_t* flips, double* trace, uintptr_t stream);
+
+// Checkerboard sweeps of S [chains][L][L] (rw) as cpu::lattice_sweeps; flips [chains] are
+// added to; bonds/magnet [n_sweeps][chains] (w, or null) receive the sums from which the
+// energy per spin is (-J bonds - h magnet) / L^2.
+void lattice_sweeps(int8_t* S, int64_t chains, int64_t L, float J, float h, const float* betas_host,
+                    int64_t n_sweeps, bool gibbs, const RngView& rng, unsigned long long* flips,
+                    long long* bonds, long long* magnet, uintptr_t stream);
+
+}  // namespace ebm::cuda

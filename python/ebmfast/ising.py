@@ -253,7 +253,7 @@ def random_spins(seed: int, chains: int, n: int, chain_offset: int = 0) -> np.nd
 
 def _check_spins(S, name: str, shape: tuple) -> np.ndarray:
     if hasattr(S, "__cuda_array_interface__") or type(S).__module__.startswith("cupy"):
-        raise TypeError(f"{name} is a GPU array but this run is on the CPU")
+        raise TypeError(f"{name} is a GPU array; pass host (NumPy) spins - results are host arrays on every device")
     arr = np.asarray(S)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must hold +-1 spins, got dtype {arr.dtype}")
@@ -289,6 +289,16 @@ class IsingResult:
                                             info=dict(self.info))
 
 
+def _device(device: str) -> str:
+    """'auto' takes the GPU only when one is present and CuPy can drive it."""
+    if device == "auto":
+        try:
+            import cupy  # noqa: F401
+        except ImportError:
+            return "cpu"
+    return resolve_device(device, cuda_implemented=True)
+
+
 def _chunk_sweeps(work_per_sweep: float, num_sweeps: int) -> int:
     return int(max(1, min(num_sweeps, _CHUNK_WORK // max(work_per_sweep, 1.0))))
 
@@ -315,7 +325,7 @@ def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, b
     trace: also record the energy after every sweep (info["energy_trace"]).
     """
     t_start = time.perf_counter()
-    dev = resolve_device(device, cuda_implemented=True)
+    dev = _device(device)
     num_reads = check_int(num_reads, "num_reads", minimum=1, maximum=2**31 - 1)
     if num_sweeps is not None:
         num_sweeps = check_int(num_sweeps, "num_sweeps", minimum=0)
@@ -348,7 +358,7 @@ def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, b
 
     if dev == "cuda":
         from . import _ising_cuda
-        run = _ising_cuda.chain_runner(c, clamped, proposal == "gibbs", order == "random")
+        run = _ising_cuda.chain_runner(c, clamped, proposal == "gibbs", order == "random", seed)
     else:
         def run(S, betas_chunk, step, want_trace):
             return _core.ising_chains(c.h, c.dense, c.indptr, c.indices, c.data, betas_chunk,
@@ -379,8 +389,6 @@ def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, b
         if bar is not None:
             bar.close()
     kernel_s = time.perf_counter() - t_kernel
-    if dev == "cuda":
-        S = _ising_cuda.to_host(S)
     t_energy = time.perf_counter()
     energies = c.energies(S)
     updates = num_reads * n * num_sweeps
@@ -448,7 +456,7 @@ class IsingLattice2D:
         free Philox step in ``next_step_``, so ``sample(..., initial_states=m.states_,
         step_offset=m.next_step_)`` continues a run."""
         t_start = time.perf_counter()
-        dev = resolve_device(device, cuda_implemented=True)
+        dev = _device(device)
         n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)
         n_chains = check_int(n_chains, "n_chains", minimum=1)
         L = self.L
@@ -479,7 +487,7 @@ class IsingLattice2D:
 
         if dev == "cuda":
             from . import _ising_cuda
-            run = _ising_cuda.lattice_runner(self, proposal == "gibbs")
+            run = _ising_cuda.lattice_runner(self, proposal == "gibbs", seed)
             S = _ising_cuda.to_device(S)
         else:
             def run(S, b, step, want):
