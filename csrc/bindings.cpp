@@ -470,6 +470,33 @@ PYBIND11_MODULE(_core, m) {
         "Sweeps of single-spin updates on the chains S (int8 +-1, in place). J dense symmetric "
         "(zero diagonal) or CSR (indptr int64, indices int32, data) of both triangles. Returns "
         "(flips per chain, energy after each sweep [n_sweeps, chains] or None).");
+  m.def("ising_energies_csr",
+        [](F64 h, I64 indptr, I32 indices, F64 data, I8 S) {
+          require(h.ndim() == 1, "h must be 1-D");
+          const int64_t n = h.shape(0);
+          require(indptr.ndim() == 1 && indptr.shape(0) == n + 1, "indptr must have shape (n + 1,)");
+          const int64_t nnz = indices.ndim() == 1 ? indices.shape(0) : -1;
+          require(nnz >= 0 && data.ndim() == 1 && data.shape(0) == nnz, "indices and data must be 1-D of one length");
+          const int64_t* ip = indptr.data();
+          require(ip[0] == 0 && ip[n] == nnz, "indptr must run from 0 to nnz");
+          for (int64_t i = 0; i < n; ++i) require(ip[i] <= ip[i + 1], "indptr must not decrease");
+          const int32_t* ix = indices.data();
+          for (int64_t k = 0; k < nnz; ++k) require(ix[k] >= 0 && ix[k] < n, "indices must lie in [0, n)");
+          require(S.ndim() == 2 && S.shape(1) == n, "S must have shape (chains, n)");
+          F64 out(S.shape(0));
+          double* o = out.mutable_data();
+          const double *hp = h.data(), *dp = data.data();
+          const int8_t* sp = S.data();
+          const int64_t chains = S.shape(0);
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::ising_energies_csr(n, hp, ip, ix, dp, sp, chains, o);
+          }
+          return out;
+        },
+        py::arg("h"), py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("S"),
+        "Exact float64 energies h.s + sum_{i<j} J_ij s_i s_j of int8 spins S (CSR of both triangles).");
+
   m.def("lattice_sweeps",
         [](I8 S, float J, float h, F32 betas, bool gibbs, uint64_t seed, int64_t step,
            int64_t chain_offset, bool trace) {

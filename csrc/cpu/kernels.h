@@ -102,6 +102,11 @@ void pseudo_log_likelihood(const RbmView& P, const BatchView& V, double* out);
 void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t chains,
                   const RngView& rng, int64_t* flips, double* energy_trace);
 
+// Exact float64 energies h.s + sum_{i<j} J_ij s_i s_j of the chains S [chains, n] with
+// float64 couplings in CSR (both triangles); out [chains] (w).
+void ising_energies_csr(int64_t n, const double* h, const int64_t* indptr, const int32_t* indices,
+                        const double* data, const int8_t* S, int64_t chains, double* out);
+
 // --- 2-D lattice (ising_lattice.cpp)
 // Checkerboard sweeps of S [chains, L, L] (+-1 int8, in place, L even) for E = -J sum_<ij>
 // s_i s_j - h sum s_i. Half-sweep c (colour (i + j) % 2 == c) of sweep t uses step
