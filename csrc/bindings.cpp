@@ -410,7 +410,7 @@ PYBIND11_MODULE(_core, m) {
         [](F32 h, std::optional<F32> J, std::optional<I64> indptr, std::optional<I32> indices,
            std::optional<F32> data, F32 betas, bool gibbs, bool random_order,
            std::optional<U8> clamped, I8 S, uint64_t seed, int64_t step, int64_t chain_offset,
-           bool trace) {
+           bool trace, std::optional<F32> fields, bool fields_given) {
           require(h.ndim() == 1, "h must be 1-D");
           const int64_t n = h.shape(0);
           require(n >= 1, "the model needs at least one spin");
@@ -454,21 +454,30 @@ PYBIND11_MODULE(_core, m) {
           I64 flips(chains);
           std::optional<F64> energies;
           if (trace) energies = F64({n_sweeps, chains});
+          float* fl = nullptr;
+          if (fields) {
+            require(fields->ndim() == 2 && fields->shape(0) == chains && fields->shape(1) == n,
+                    "fields must have shape (chains, n)");
+            require(fields->writeable(), "fields must be writeable");
+            fl = fields->mutable_data();
+          }
           int8_t* s = S.mutable_data();
           int64_t* f = flips.mutable_data();
           double* e = trace ? energies->mutable_data() : nullptr;
           {
             py::gil_scoped_release nogil;
-            ebm::cpu::ising_chains(P, plan, s, chains, r, f, e);
+            ebm::cpu::ising_chains(P, plan, s, chains, r, f, e, fl, fields_given && fl != nullptr);
           }
           return py::make_tuple(flips, energies ? py::object(*energies) : py::object(py::none()));
         },
         py::arg("h"), py::arg("J"), py::arg("indptr"), py::arg("indices"), py::arg("data"),
         py::arg("betas"), py::arg("gibbs"), py::arg("random_order"), py::arg("clamped"),
         py::arg("S").noconvert(), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
-        py::arg("trace") = false,
+        py::arg("trace") = false, py::arg("fields").noconvert() = py::none(),
+        py::arg("fields_given") = false,
         "Sweeps of single-spin updates on the chains S (int8 +-1, in place). J dense symmetric "
-        "(zero diagonal) or CSR (indptr int64, indices int32, data) of both triangles. Returns "
+        "(zero diagonal) or CSR (indptr int64, indices int32, data) of both triangles. `fields` "
+        "(float32 [chains, n]) carries the local fields from one call to the next. Returns "
         "(flips per chain, energy after each sweep [n_sweeps, chains] or None).");
   m.def("ising_energies_csr",
         [](F64 h, I64 indptr, I32 indices, F64 data, I8 S) {

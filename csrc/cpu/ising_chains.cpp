@@ -33,6 +33,7 @@ struct Block {
   double* energy;  // [16] per sweep, scratch
   int lanes;       // valid lanes (the last block may be partial)
   uint32_t chain0; // Philox chain of lane 0
+  bool chain_major;  // F is [16][n] (dense, sequential order) instead of [n][16]
 };
 
 // int8 <-> float through int32 lanes: one widening/narrowing move and one conversion each
@@ -54,8 +55,17 @@ EBM_INLINE bool any_lane(vi16 m) {
 }
 
 // F = h + J S for the whole block (dense: one sgemm; CSR: row by row).
-void refresh_fields(const IsingView& P, const int8_t* S, float* F) {
+void refresh_fields(const IsingView& P, const int8_t* S, float* F, bool chain_major) {
   const int64_t n = P.n;
+  if (chain_major) {  // F [16][n] = S^T J (J symmetric)
+    float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
+    for (int64_t i = 0; i < n; ++i)
+      for (int l = 0; l < kLanes; ++l) Sf[l * n + i] = S[kLanes * i + l];
+    gemm_block(false, kLanes, n, n, 1.0f, Sf, n, P.J, n, F, n);
+    for (int l = 0; l < kLanes; ++l)
+      for (int64_t i = 0; i < n; ++i) F[l * n + i] += P.h[i];
+    return;
+  }
   if (P.J != nullptr) {
     float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
     for (int64_t i = 0; i < kLanes * n; ++i) Sf[i] = S[i];
@@ -82,36 +92,9 @@ EBM_INLINE void move_fields_csr(const IsingView& P, int64_t i, vf16 d, float* F)
   }
 }
 
-// Dense couplings: the flips of up to kSiteBlock consecutive sites reach every field in one
-// pass, F_j += sum_q J[site_q][j] d_q, so F is read and written once per site block
-// instead of once per site (the pass is then FMA-bound, not load/store-bound).
-constexpr int kSiteBlock = 8;
-
-template <int M>
-EBM_INLINE void move_fields_dense(const IsingView& P, const int32_t* site, const vf16* D, float* F) {
-  const float* rows[M];
-  vf16 d[M];
-  for (int q = 0; q < M; ++q) { rows[q] = P.J + P.n * site[q]; d[q] = D[q]; }
-  for (int64_t j = 0; j < P.n; ++j) {
-    vf16 acc = load16(F + kLanes * j);
-    for (int q = 0; q < M; ++q) acc += rows[q][j] * d[q];
-    store16(F + kLanes * j, acc);
-  }
-}
-
-EBM_INLINE void move_fields_dense_n(const IsingView& P, const int32_t* site, const vf16* D, int m, float* F) {
-  switch (m) {
-    case 1: move_fields_dense<1>(P, site, D, F); break;
-    case 2: move_fields_dense<2>(P, site, D, F); break;
-    case 3: move_fields_dense<3>(P, site, D, F); break;
-    case 4: move_fields_dense<4>(P, site, D, F); break;
-    case 5: move_fields_dense<5>(P, site, D, F); break;
-    case 6: move_fields_dense<6>(P, site, D, F); break;
-    case 7: move_fields_dense<7>(P, site, D, F); break;
-    case 8: move_fields_dense<8>(P, site, D, F); break;
-    default: break;
-  }
-}
+// Flips are merged over blocks of this many consecutive sites (a multiple of 4: one Philox
+// block of uniforms per 4 sites).
+constexpr int kSiteBlock = 32;
 
 // The scalar counterpart for one lane (random order: lanes visit different sites).
 template <bool kDense>
@@ -148,6 +131,47 @@ EBM_INLINE bool decide_lane(float s, float g, float u, float beta) {
   }
 }
 
+// Dense couplings, fields chain-major: the flips of a site block reach the fields of each
+// chain that flipped, f_l += sum over its flipped sites q of J[q] d_q - work in proportion
+// to the flips, not to the lanes x sites visited.
+template <int M>
+EBM_INLINE void add_rows(const IsingView& P, const int32_t* site, const float* d, float* f) {
+  const float* rows[M];
+  for (int q = 0; q < M; ++q) rows[q] = P.J + P.n * site[q];
+  int64_t j = 0;
+  for (; j + 16 <= P.n; j += 16) {
+    vf16 acc = load16(f + j);
+    for (int q = 0; q < M; ++q) acc += load16(rows[q] + j) * d[q];
+    store16(f + j, acc);
+  }
+  for (; j < P.n; ++j)
+    for (int q = 0; q < M; ++q) f[j] += rows[q][j] * d[q];
+}
+
+EBM_INLINE void move_fields_chains(const IsingView& P, const int32_t* site, const vf16* D, int m,
+                                   int lanes, float* F) {
+  for (int l = 0; l < lanes; ++l) {
+    int32_t s[kSiteBlock];
+    float d[kSiteBlock];
+    int k = 0;
+    for (int q = 0; q < m; ++q)
+      if (D[q][l] != 0.0f) { s[k] = site[q]; d[k++] = D[q][l]; }
+    float* f = F + P.n * l;
+    int q0 = 0;
+    for (; q0 + 8 <= k; q0 += 8) add_rows<8>(P, s + q0, d + q0, f);
+    switch (k - q0) {
+      case 1: add_rows<1>(P, s + q0, d + q0, f); break;
+      case 2: add_rows<2>(P, s + q0, d + q0, f); break;
+      case 3: add_rows<3>(P, s + q0, d + q0, f); break;
+      case 4: add_rows<4>(P, s + q0, d + q0, f); break;
+      case 5: add_rows<5>(P, s + q0, d + q0, f); break;
+      case 6: add_rows<6>(P, s + q0, d + q0, f); break;
+      case 7: add_rows<7>(P, s + q0, d + q0, f); break;
+      default: break;
+    }
+  }
+}
+
 template <bool kDense, bool kGibbs>
 EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint32_t step) {
   const IsingView& P = *B.P;
@@ -164,9 +188,14 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
     int m = 0;
     for (int64_t i = i0; i < i_end; ++i) {
       if (clamped != nullptr && clamped[i]) continue;
-      vf16 g = load16(B.F + kLanes * i);
-      if constexpr (kDense)  // flips earlier in this site block, not yet in F
-        for (int q = 0; q < m; ++q) g += P.J[P.n * site[q] + i] * D[q];
+      vf16 g;
+      if constexpr (kDense) {
+        for (int l = 0; l < kLanes; ++l) g[l] = B.F[P.n * l + i];
+        for (int q = 0; q < m; ++q)  // flips earlier in this site block, not yet in F
+          g += P.J[P.n * site[q] + i] * D[q];
+      } else {
+        g = load16(B.F + kLanes * i);
+      }
       const vf16 s = load_spins(B.S + kLanes * i);
       const vi16 flip = decide<kGibbs>(s, g, u[i - i0], beta) & valid;
       // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
@@ -182,7 +211,7 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
         move_fields_csr(P, i, d, B.F);
       }
     }
-    if constexpr (kDense) move_fields_dense_n(P, site, D, m, B.F);
+    if constexpr (kDense) move_fields_chains(P, site, D, m, B.lanes, B.F);
   }
   for (int l = 0; l < B.lanes; ++l) B.flips[l] += count[l];
 }
@@ -217,6 +246,14 @@ EBM_INLINE void sweep_random(const Block& B, float beta, uint64_t seed, uint32_t
 EBM_INLINE void block_energy(const Block& B) {
   const IsingView& P = *B.P;
   double e[kLanes] = {};
+  if (B.chain_major) {
+    for (int l = 0; l < B.lanes; ++l) {
+      double a = 0.0;
+      for (int64_t i = 0; i < P.n; ++i) a += B.S[kLanes * i + l] * (static_cast<double>(B.F[P.n * l + i]) + P.h[i]);
+      B.energy[l] = 0.5 * a;
+    }
+    return;
+  }
   for (int64_t i0 = 0; i0 < P.n; i0 += 256) {
     vf16 acc = {};
     const int64_t i_end = std::min<int64_t>(i0 + 256, P.n);
@@ -229,12 +266,14 @@ EBM_INLINE void block_energy(const Block& B) {
 
 template <bool kDense, bool kGibbs>
 EBM_INLINE void run_block(const Block& B, const RngView& rng, double* energy_trace,
-                          int64_t chains, int64_t c0) {
+                          int64_t chains, int64_t c0, bool fields_given) {
   const SweepPlan& plan = *B.plan;
-  refresh_fields(*B.P, B.S, B.F);
+  if (!fields_given) refresh_fields(*B.P, B.S, B.F, B.chain_major);
   for (int64_t t = 0; t < plan.n_sweeps; ++t) {
-    if (t > 0 && t % kRefreshSweeps == 0) refresh_fields(*B.P, B.S, B.F);
     const uint32_t step = rng.step + static_cast<uint32_t>(t);
+    // On the absolute step, so a run cut into calls (fields handed over) is the same run.
+    if (step % kRefreshSweeps == 0 && (t > 0 || fields_given))
+      refresh_fields(*B.P, B.S, B.F, B.chain_major);
     if (plan.random_order)
       sweep_random<kDense, kGibbs>(B, plan.betas[t], rng.seed, step);
     else
@@ -248,15 +287,22 @@ EBM_INLINE void run_block(const Block& B, const RngView& rng, double* energy_tra
 
 // One clone set per (coupling storage, acceptance rule): the options are template
 // parameters here, never branches in the site loop.
-EBM_CLONES void run_dense_metropolis(const Block& B, const RngView& r, double* e, int64_t c, int64_t c0) { run_block<true, false>(B, r, e, c, c0); }
-EBM_CLONES void run_dense_gibbs(const Block& B, const RngView& r, double* e, int64_t c, int64_t c0) { run_block<true, true>(B, r, e, c, c0); }
-EBM_CLONES void run_sparse_metropolis(const Block& B, const RngView& r, double* e, int64_t c, int64_t c0) { run_block<false, false>(B, r, e, c, c0); }
-EBM_CLONES void run_sparse_gibbs(const Block& B, const RngView& r, double* e, int64_t c, int64_t c0) { run_block<false, true>(B, r, e, c, c0); }
+#define EBM_RUN(name, dense, gibbs)                                                        \
+  EBM_CLONES void name(const Block& B, const RngView& r, double* e, int64_t c, int64_t c0, \
+                       bool given) {                                                       \
+    run_block<dense, gibbs>(B, r, e, c, c0, given);                                        \
+  }
+EBM_RUN(run_dense_metropolis, true, false)
+EBM_RUN(run_dense_gibbs, true, true)
+EBM_RUN(run_sparse_metropolis, false, false)
+EBM_RUN(run_sparse_gibbs, false, true)
+#undef EBM_RUN
 
 }  // namespace
 
 void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t chains,
-                  const RngView& rng, int64_t* flips, double* energy_trace) {
+                  const RngView& rng, int64_t* flips, double* energy_trace, float* fields,
+                  bool fields_given) {
   const int64_t n = P.n;
   const int64_t n_blocks = ceil_div(chains, kLanes);
   const bool dense = P.J != nullptr;
@@ -276,11 +322,23 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
     int64_t block_flips[kLanes] = {};
     double energy[kLanes];
     const Block B{&P, &plan, Sb, Fb, block_flips, energy, lanes,
-                  rng.chain_offset + static_cast<uint32_t>(c0)};
-    run(B, rng, energy_trace, chains, c0);
+                  rng.chain_offset + static_cast<uint32_t>(c0), dense && !plan.random_order};
+    // fields [chains, n] <-> the block's layout ([16][n] or [n][16]). Padding lanes never
+    // flip and are never read into a result: their fields are zeros.
+    auto at = [&](int l, int64_t i) -> float& { return B.chain_major ? Fb[n * l + i] : Fb[kLanes * i + l]; };
+    const bool given = fields != nullptr && fields_given;
+    if (given) {
+      for (int l = lanes; l < kLanes; ++l)
+        for (int64_t i = 0; i < n; ++i) at(l, i) = 0.0f;
+      for (int l = 0; l < lanes; ++l)
+        for (int64_t i = 0; i < n; ++i) at(l, i) = fields[(c0 + l) * n + i];
+    }
+    run(B, rng, energy_trace, chains, c0, given);
     for (int l = 0; l < lanes; ++l) {
       flips[c0 + l] = block_flips[l];
       for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = Sb[kLanes * i + l];
+      if (fields != nullptr)
+        for (int64_t i = 0; i < n; ++i) fields[(c0 + l) * n + i] = at(l, i);
     }
   }
 }

@@ -98,9 +98,13 @@ void pseudo_log_likelihood(const RbmView& P, const BatchView& V, double* out);
 // kStreamAccept at (chain, step + t). Random order: position k draws its site from unit k
 // of kStreamProposal (floor(u n)) and its acceptance from unit k of kStreamAccept.
 // flips [chains] (w): spins changed. energy_trace [n_sweeps, chains] (w, or null): the
-// energy after each sweep (from the float32 fields).
+// energy after each sweep (from the float32 fields). fields [chains, n] (rw, or null): the
+// local fields h + J s, read at the start when fields_given (else computed) and written at
+// the end, so that a run cut into calls equals one call (the fields are recomputed from
+// scratch every 32 steps, on the absolute step).
 void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t chains,
-                  const RngView& rng, int64_t* flips, double* energy_trace);
+                  const RngView& rng, int64_t* flips, double* energy_trace, float* fields,
+                  bool fields_given);
 
 // Exact float64 energies h.s + sum_{i<j} J_ij s_i s_j of the chains S [chains, n] with
 // float64 couplings in CSR (both triangles); out [chains] (w).

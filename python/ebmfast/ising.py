@@ -26,9 +26,9 @@ from .reference import STREAM_INIT
 __all__ = ["sample_ising", "IsingResult", "IsingLattice2D", "LatticeResult", "default_beta_range",
            "beta_schedule"]
 
-# Work (spin-neighbour operations) per kernel call: long runs go in chunks so Ctrl-C is
-# honoured between them and the progress bar moves.
-_CHUNK_WORK = 2e8
+# Work (spin-neighbour operations) per kernel call, about a quarter second: long runs go in
+# chunks so Ctrl-C is honoured between them and the progress bar moves.
+_CHUNK_WORK = 2e9
 _MAX_SPINS = 2**31 - 1
 
 
@@ -355,10 +355,15 @@ def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, b
         from . import _ising_cuda
         run = _ising_cuda.chain_runner(c, clamped, proposal == "gibbs", order == "random", seed)
     else:
+        fields = np.empty((num_reads, n), np.float32)  # handed from chunk to chunk
+        first = [True]
+
         def run(S, betas_chunk, step, want_trace):
-            return _core.ising_chains(c.h, c.dense, c.indptr, c.indices, c.data, betas_chunk,
-                                      proposal == "gibbs", order == "random", clamped, S, seed,
-                                      step, 0, want_trace)
+            out = _core.ising_chains(c.h, c.dense, c.indptr, c.indices, c.data, betas_chunk,
+                                     proposal == "gibbs", order == "random", clamped, S, seed,
+                                     step, 0, want_trace, fields, not first[0])
+            first[0] = False
+            return out
 
     betas32 = betas.astype(np.float32)
     chunk = _chunk_sweeps(num_reads * (c.nnz + 8 * n), num_sweeps)
