@@ -22,8 +22,6 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int64_t kRefreshSweeps = 32;
 
-typedef int8_t vb16 __attribute__((vector_size(16)));
-
 struct Block {
   const IsingView* P;
   const SweepPlan* plan;
@@ -36,17 +34,10 @@ struct Block {
   bool chain_major;  // F is [16][n] (dense, sequential order) instead of [n][16]
 };
 
-// int8 <-> float through int32 lanes: one widening/narrowing move and one conversion each
-// (a direct float <-> int8 convertvector is scalarised by GCC).
-EBM_INLINE vf16 load_spins(const int8_t* p) {
-  vb16 v;
-  std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(__builtin_convertvector(v, vi16), vf16);
-}
-EBM_INLINE void store_spins(int8_t* p, vf16 s) {
-  const vb16 v = __builtin_convertvector(__builtin_convertvector(s, vi16), vb16);
-  std::memcpy(p, &v, sizeof v);
-}
+// int8 <-> float through int32 lanes (a direct float <-> int8 convertvector is scalarised
+// by GCC).
+EBM_INLINE vf16 load_spins(const int8_t* p) { return __builtin_convertvector(widen16(load_b16(p)), vf16); }
+EBM_INLINE void store_spins(int8_t* p, vf16 s) { store_b16(p, narrow16(__builtin_convertvector(s, vi16))); }
 
 EBM_INLINE bool any_lane(vi16 m) {
   uint64_t w[8];

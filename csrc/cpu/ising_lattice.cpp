@@ -23,8 +23,6 @@ namespace ebm::cpu {
 
 namespace {
 
-typedef int8_t vb16 __attribute__((vector_size(16)));
-
 struct RowJob {
   const int8_t* up;     // other colour, row i - 1 [H]
   const int8_t* down;   // other colour, row i + 1 [H]
@@ -52,29 +50,24 @@ EBM_INLINE int64_t update_row(const RowJob& R) {
   int64_t flips = 0;
   int64_t k = 0;
   vi16 count = {};
+  // Neighbour sums and table indices in int8 lanes (|values| <= 9), one widening for the
+  // permute, one narrowing of the flip mask.
+  const vb16 one8 = vb16{} + 1, four8 = vb16{} + 4, five8 = vb16{} + 5;
   for (; k + 16 <= H; k += 16) {
-    vb16 a, b, c, d, s8;
-    std::memcpy(&a, R.up + k, 16);
-    std::memcpy(&b, R.down + k, 16);
-    std::memcpy(&c, R.same + k, 16);
-    std::memcpy(&d, side + k, 16);
-    std::memcpy(&s8, R.centre + k, 16);
-    const vi16 nb = __builtin_convertvector(a, vi16) + __builtin_convertvector(b, vi16) +
-                    __builtin_convertvector(c, vi16) + __builtin_convertvector(d, vi16);
-    const vi16 s = __builtin_convertvector(s8, vi16);
+    const vb16 nb = load_b16(R.up + k) + load_b16(R.down + k) + load_b16(R.same + k) + load_b16(side + k);
+    const vb16 s = load_b16(R.centre + k);
+    const vb16 up8 = s > vb16{};  // -1 where s = +1
     const vf16 u = load16(R.u + k);
-    vi16 flip;
+    vb16 flip8;
     if constexpr (kGibbs) {
-      const vf16 p_up = __builtin_shuffle(T, (nb + 4) >> 1);
-      flip = (u < p_up) != (s > 0);
+      const vf16 p_up = __builtin_shuffle(T, widen16((nb + four8) >> one8));
+      flip8 = narrow16(u < p_up) ^ up8;
     } else {
-      const vi16 idx = ((nb + 4) >> 1) + (s > 0 ? vi16{} + 5 : vi16{});
-      flip = u < __builtin_shuffle(T, idx);
+      const vb16 idx = ((nb + four8) >> one8) + (up8 & five8);
+      flip8 = narrow16(u < __builtin_shuffle(T, widen16(idx)));
     }
-    count -= flip;
-    const vi16 s_new = flip ? -s : s;
-    const vb16 out = __builtin_convertvector(s_new, vb16);
-    std::memcpy(R.centre + k, &out, 16);
+    count -= widen16(flip8);
+    store_b16(R.centre + k, flip8 ? -s : s);
   }
   for (int l = 0; l < 16; ++l) flips += count[l];
   for (; k < H; ++k) {

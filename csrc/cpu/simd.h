@@ -84,6 +84,15 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
 EBM_INLINE vf16 exp16(vf16 x) { return exp_vec<vf16, vi16>(x); }
 EBM_INLINE vf16 splat16(float x) { return vf16{} + x; }
 
+// 16 int8 lanes: int8 -> int32 through int16 (GCC scalarises the direct conversion; this
+// way it is vpmovsxbw + vpmovsxwd), int32 -> int8 directly (vpmovdb).
+typedef int8_t vb16 __attribute__((vector_size(16)));
+typedef int16_t vh16 __attribute__((vector_size(32)));
+EBM_INLINE vi16 widen16(vb16 v) { return __builtin_convertvector(__builtin_convertvector(v, vh16), vi16); }
+EBM_INLINE vb16 narrow16(vi16 v) { return __builtin_convertvector(v, vb16); }
+EBM_INLINE vb16 load_b16(const int8_t* p) { vb16 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+EBM_INLINE void store_b16(int8_t* p, vb16 v) { __builtin_memcpy(p, &v, sizeof v); }
+
 EBM_INLINE vf8 sigmoid8(vf8 z) { return 1.0f / (1.0f + exp8(-z)); }
 
 // 1.0f where a < b, else 0.0f
