@@ -114,3 +114,21 @@ def test_cli_bench_writes_its_json(tmp_path, capsys):
         m = r["median_ms"]
         assert m["ebmfast"] > 0 and m["numpy"] > 0 and m["sklearn"] is None
         assert r["ratios"]["numpy/ebmfast"] == pytest.approx(m["numpy"] / m["ebmfast"])
+
+
+def test_cli_bench_ising_writes_its_json(tmp_path, capsys):
+    # `ebmfast bench --suite ising` end to end on tiny sizes: every row has a finite rate for
+    # ebmfast and NumPy and the ratio between them.
+    import json
+
+    from ebmfast.cli import main
+    assert main(["bench", "--suite", "ising", "--smoke", "--no-peers", "--out", str(tmp_path)]) == 0
+    files = list(tmp_path.glob("ising_cpu_*.json"))
+    assert len(files) == 1
+    rows = json.loads(files[0].read_text())["rows"]
+    assert len(rows) == 4  # smoke: one dense, two sparse, one lattice row
+    for row in rows:
+        assert np.isfinite(row["updates_per_ns"]["ebmfast"]) and row["updates_per_ns"]["ebmfast"] > 0
+    assert "ebmfast/numpy" in rows[0]["ratios"]
+    assert "Ising CPU benchmark" in capsys.readouterr().out
+    assert main(["bench", "--suite", "nope"]) == 2

@@ -200,15 +200,20 @@ def _row(name: str, updates: dict, fns: dict, repeats: int, log, **extra) -> dic
     return row
 
 
-def run(quick: bool = False, repeats: int = 7, peers: bool = True, log=print) -> list[dict]:
+def run(quick: bool = False, repeats: int = 7, peers: bool = True, smoke: bool = False,
+        log=print) -> list[dict]:
+    """One dict per row. ``quick``: fewer sweeps and repeats; ``smoke``: tiny sizes (a
+    test of the harness, not a measurement)."""
     rows = []
-    reps = 3 if quick else repeats
+    reps = 3 if (quick or smoke) else repeats
+    quick = quick or smoke
     # Dense SK at beta = 1, heat bath, 1000 chains.
-    for n, sweeps, np_sweeps in ((100, 200, 5), (1000, 10, 1)):
+    dense_sizes = ((40, 5, 1),) if smoke else ((100, 200, 5), (1000, 40, 1))
+    for n, sweeps, np_sweeps in dense_sizes:
         if quick and n == 1000:
             sweeps, np_sweeps = 2, 1
         h, Ju = sk_instance(n)
-        reads = 1000
+        reads = 64 if smoke else 1000
         dw_reads = 100 if n == 1000 else reads
         Jsym32 = (Ju + Ju.T).astype(np.float32)
         S32 = np.random.default_rng(0).choice(np.array([-1.0, 1.0], np.float32), size=(reads, n))
@@ -227,7 +232,7 @@ def run(quick: bool = False, repeats: int = 7, peers: bool = True, log=print) ->
                          floor_note="one sgemm S.J per sweep (n^2 FMAs per chain)"))
 
     # Sparse 3-regular n = 10^4, +-1 couplings, geometric anneal, Metropolis.
-    n = 10_000
+    n = 500 if smoke else 10_000
     h, J, edges, w = regular3_instance(n)
     reads, sweeps, np_sweeps = (128, 20 if quick else 100, 1)
     betas = np.geomspace(0.1, 3.0, sweeps)
@@ -258,7 +263,7 @@ def run(quick: bool = False, repeats: int = 7, peers: bool = True, log=print) ->
                      n=n, reads=reads, sweeps=t_sweeps, beta=0.5))
 
     # 2-D lattice, checkerboard Metropolis at beta = 0.44, one chain.
-    for L, sweeps in ((256, 200), (1024, 20), (4096, 4)):
+    for L, sweeps in (((32, 4),) if smoke else ((256, 400), (1024, 40), (4096, 16))):
         if quick:
             sweeps = max(1, sweeps // 4)
         model = ebmfast.IsingLattice2D(L)
@@ -280,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ebmfast bench --suite ising", description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="smoke test: fewer sweeps and repeats")
+    p.add_argument("--quick", action="store_true", help="fewer sweeps and repeats")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     p.add_argument("--no-peers", action="store_true", help="skip dwave-samplers and THRML")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"))
     args = p.parse_args(argv)
@@ -291,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ebmfast {ebmfast.__version__} Ising CPU benchmark: {env['machine']['cpu_model']}, "
           f"{threads} threads; spin updates per ns (median of repeats), ratios in the same run")
     t0 = time.perf_counter()
-    rows = run(quick=args.quick, repeats=args.repeats, peers=not args.no_peers)
+    rows = run(quick=args.quick, repeats=args.repeats, peers=not args.no_peers, smoke=args.smoke)
     result = dict(env)
-    result["settings"] = {"repeats": args.repeats, "quick": args.quick, "peers": not args.no_peers,
-                          "seed": SEED}
+    result["settings"] = {"repeats": args.repeats, "quick": args.quick, "smoke": args.smoke,
+                          "peers": not args.no_peers, "seed": SEED}
     result["elapsed_s"] = time.perf_counter() - t0
     result["rows"] = rows
     os.makedirs(args.out, exist_ok=True)

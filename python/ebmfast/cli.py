@@ -80,14 +80,34 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.set_defaults(func=demo)
     sub.add_parser(
         "bench", add_help=False,
-        help="run the benchmark suite (ebmfast vs NumPy vs scikit-learn vs the GEMM floor); "
-             "'ebmfast bench --help' for its options")
+        help="run a benchmark suite: --suite rbm (default; vs NumPy, scikit-learn, the GEMM "
+             "floor), ising (vs NumPy, dwave-samplers, THRML) or mcmc (continuous chains vs "
+             "NumPy); 'ebmfast bench [--suite S] --help' for its options")
     p_info = sub.add_parser("info", help="print build information (CUDA, threads, BLAS)")
     p_info.set_defaults(func=info)
 
-    if argv and argv[0] == "bench":  # the harness parses its own options
-        from . import bench
-        return int(bench.main(argv[1:]) or 0)
+    if argv and argv[0] == "bench":  # each harness parses its own options
+        rest = list(argv[1:])
+        suite = "rbm"
+        for k, a in enumerate(rest):
+            if a == "--suite" and k + 1 < len(rest):
+                suite = rest[k + 1]
+                del rest[k:k + 2]
+                break
+            if a.startswith("--suite="):
+                suite = a.split("=", 1)[1]
+                del rest[k]
+                break
+        if suite == "rbm":
+            from . import bench as harness
+        elif suite == "ising":
+            from . import bench_ising as harness
+        elif suite == "mcmc":
+            from . import bench_mcmc as harness
+        else:
+            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising or mcmc)", file=sys.stderr)
+            return 2
+        return int(harness.main(rest) or 0)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
