@@ -5,7 +5,7 @@
 // i is one vector op for all sixteen chains and the couplings J_i. are read once per
 // block instead of once per chain. After a site update, the fields of its neighbours are
 // moved by J_ij * (s_new - s_old) (O(degree) vector ops, skipped when no lane flipped; for
-// dense J the moves of eight consecutive sites are merged into one pass): nothing is
+// dense J the moves of a block of 32 sites are merged, eight rows per pass): nothing is
 // recomputed from scratch except every kRefreshSweeps sweeps, which bounds the float32
 // drift of the incremental fields.
 #include <algorithm>
@@ -31,7 +31,6 @@ struct Block {
   double* energy;  // [16] per sweep, scratch
   int lanes;       // valid lanes (the last block may be partial)
   uint32_t chain0; // Philox chain of lane 0
-  bool chain_major;  // F is [16][n] (dense, sequential order) instead of [n][16]
 };
 
 // int8 <-> float through int32 lanes (a direct float <-> int8 convertvector is scalarised
@@ -46,17 +45,8 @@ EBM_INLINE bool any_lane(vi16 m) {
 }
 
 // F = h + J S for the whole block (dense: one sgemm; CSR: row by row).
-void refresh_fields(const IsingView& P, const int8_t* S, float* F, bool chain_major) {
+void refresh_fields(const IsingView& P, const int8_t* S, float* F) {
   const int64_t n = P.n;
-  if (chain_major) {  // F [16][n] = S^T J (J symmetric)
-    float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
-    for (int64_t i = 0; i < n; ++i)
-      for (int l = 0; l < kLanes; ++l) Sf[l * n + i] = S[kLanes * i + l];
-    gemm_block(false, kLanes, n, n, 1.0f, Sf, n, P.J, n, F, n);
-    for (int l = 0; l < kLanes; ++l)
-      for (int64_t i = 0; i < n; ++i) F[l * n + i] += P.h[i];
-    return;
-  }
   if (P.J != nullptr) {
     float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
     for (int64_t i = 0; i < kLanes * n; ++i) Sf[i] = S[i];
@@ -122,44 +112,32 @@ EBM_INLINE bool decide_lane(float s, float g, float u, float beta) {
   }
 }
 
-// Dense couplings, fields chain-major: the flips of a site block reach the fields of each
-// chain that flipped, f_l += sum over its flipped sites q of J[q] d_q - work in proportion
-// to the flips, not to the lanes x sites visited.
+// Dense couplings: the flips of a site block reach every field in passes of eight sites, F_j += sum_q J[site_q][j] d_q for all sixteen lanes at
+// once (a J element feeds sixteen chains; work grows with lanes x sites, not flips).
 template <int M>
-EBM_INLINE void add_rows(const IsingView& P, const int32_t* site, const float* d, float* f) {
+EBM_INLINE void move_fields_dense(const IsingView& P, const int32_t* site, const vf16* D, float* F) {
   const float* rows[M];
-  for (int q = 0; q < M; ++q) rows[q] = P.J + P.n * site[q];
-  int64_t j = 0;
-  for (; j + 16 <= P.n; j += 16) {
-    vf16 acc = load16(f + j);
-    for (int q = 0; q < M; ++q) acc += load16(rows[q] + j) * d[q];
-    store16(f + j, acc);
+  vf16 d[M];
+  for (int q = 0; q < M; ++q) { rows[q] = P.J + P.n * site[q]; d[q] = D[q]; }
+  for (int64_t j = 0; j < P.n; ++j) {
+    vf16 acc = load16(F + kLanes * j);
+    for (int q = 0; q < M; ++q) acc += rows[q][j] * d[q];
+    store16(F + kLanes * j, acc);
   }
-  for (; j < P.n; ++j)
-    for (int q = 0; q < M; ++q) f[j] += rows[q][j] * d[q];
 }
 
-EBM_INLINE void move_fields_chains(const IsingView& P, const int32_t* site, const vf16* D, int m,
-                                   int lanes, float* F) {
-  for (int l = 0; l < lanes; ++l) {
-    int32_t s[kSiteBlock];
-    float d[kSiteBlock];
-    int k = 0;
-    for (int q = 0; q < m; ++q)
-      if (D[q][l] != 0.0f) { s[k] = site[q]; d[k++] = D[q][l]; }
-    float* f = F + P.n * l;
-    int q0 = 0;
-    for (; q0 + 8 <= k; q0 += 8) add_rows<8>(P, s + q0, d + q0, f);
-    switch (k - q0) {
-      case 1: add_rows<1>(P, s + q0, d + q0, f); break;
-      case 2: add_rows<2>(P, s + q0, d + q0, f); break;
-      case 3: add_rows<3>(P, s + q0, d + q0, f); break;
-      case 4: add_rows<4>(P, s + q0, d + q0, f); break;
-      case 5: add_rows<5>(P, s + q0, d + q0, f); break;
-      case 6: add_rows<6>(P, s + q0, d + q0, f); break;
-      case 7: add_rows<7>(P, s + q0, d + q0, f); break;
-      default: break;
-    }
+EBM_INLINE void move_fields_lanes(const IsingView& P, const int32_t* site, const vf16* D, int m, float* F) {
+  int q0 = 0;
+  for (; q0 + 8 <= m; q0 += 8) move_fields_dense<8>(P, site + q0, D + q0, F);
+  switch (m - q0) {
+    case 1: move_fields_dense<1>(P, site + q0, D + q0, F); break;
+    case 2: move_fields_dense<2>(P, site + q0, D + q0, F); break;
+    case 3: move_fields_dense<3>(P, site + q0, D + q0, F); break;
+    case 4: move_fields_dense<4>(P, site + q0, D + q0, F); break;
+    case 5: move_fields_dense<5>(P, site + q0, D + q0, F); break;
+    case 6: move_fields_dense<6>(P, site + q0, D + q0, F); break;
+    case 7: move_fields_dense<7>(P, site + q0, D + q0, F); break;
+    default: break;
   }
 }
 
@@ -181,7 +159,7 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
       if (clamped != nullptr && clamped[i]) continue;
       vf16 g;
       if constexpr (kDense) {
-        for (int l = 0; l < kLanes; ++l) g[l] = B.F[P.n * l + i];
+        g = load16(B.F + kLanes * i);
         for (int q = 0; q < m; ++q)  // flips earlier in this site block, not yet in F
           g += P.J[P.n * site[q] + i] * D[q];
       } else {
@@ -202,7 +180,7 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
         move_fields_csr(P, i, d, B.F);
       }
     }
-    if constexpr (kDense) move_fields_chains(P, site, D, m, B.lanes, B.F);
+    if constexpr (kDense) move_fields_lanes(P, site, D, m, B.F);
   }
   for (int l = 0; l < B.lanes; ++l) B.flips[l] += count[l];
 }
@@ -237,14 +215,6 @@ EBM_INLINE void sweep_random(const Block& B, float beta, uint64_t seed, uint32_t
 EBM_INLINE void block_energy(const Block& B) {
   const IsingView& P = *B.P;
   double e[kLanes] = {};
-  if (B.chain_major) {
-    for (int l = 0; l < B.lanes; ++l) {
-      double a = 0.0;
-      for (int64_t i = 0; i < P.n; ++i) a += B.S[kLanes * i + l] * (static_cast<double>(B.F[P.n * l + i]) + P.h[i]);
-      B.energy[l] = 0.5 * a;
-    }
-    return;
-  }
   for (int64_t i0 = 0; i0 < P.n; i0 += 256) {
     vf16 acc = {};
     const int64_t i_end = std::min<int64_t>(i0 + 256, P.n);
@@ -259,12 +229,12 @@ template <bool kDense, bool kGibbs>
 EBM_INLINE void run_block(const Block& B, const RngView& rng, double* energy_trace,
                           int64_t chains, int64_t c0, bool fields_given) {
   const SweepPlan& plan = *B.plan;
-  if (!fields_given) refresh_fields(*B.P, B.S, B.F, B.chain_major);
+  if (!fields_given) refresh_fields(*B.P, B.S, B.F);
   for (int64_t t = 0; t < plan.n_sweeps; ++t) {
     const uint32_t step = rng.step + static_cast<uint32_t>(t);
     // On the absolute step, so a run cut into calls (fields handed over) is the same run.
     if (step % kRefreshSweeps == 0 && (t > 0 || fields_given))
-      refresh_fields(*B.P, B.S, B.F, B.chain_major);
+      refresh_fields(*B.P, B.S, B.F);
     if (plan.random_order)
       sweep_random<kDense, kGibbs>(B, plan.betas[t], rng.seed, step);
     else
@@ -313,10 +283,10 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
     int64_t block_flips[kLanes] = {};
     double energy[kLanes];
     const Block B{&P, &plan, Sb, Fb, block_flips, energy, lanes,
-                  rng.chain_offset + static_cast<uint32_t>(c0), dense && !plan.random_order};
-    // fields [chains, n] <-> the block's layout ([16][n] or [n][16]). Padding lanes never
-    // flip and are never read into a result: their fields are zeros.
-    auto at = [&](int l, int64_t i) -> float& { return B.chain_major ? Fb[n * l + i] : Fb[kLanes * i + l]; };
+                  rng.chain_offset + static_cast<uint32_t>(c0)};
+    // fields [chains, n] <-> the block's [n][16]. Padding lanes never flip and are never
+    // read into a result: their fields are zeros.
+    auto at = [&](int l, int64_t i) -> float& { return Fb[kLanes * i + l]; };
     const bool given = fields != nullptr && fields_given;
     if (given) {
       for (int l = lanes; l < kLanes; ++l)
