@@ -1,0 +1,408 @@
+// Continuous-state MCMC chains on the CPU: random-walk Metropolis-Hastings, MALA and
+// unadjusted Langevin on the built-in energies of common/mcmc_views.h. Reached from
+// bindings.cpp (`mcmc_run_chunk`) with the GIL released; the algorithm, its random
+// numbers and the step-size adaptation are specified in reference.py (mcmc_chains).
+//
+// Layout of the work: chains are cut into fixed groups of kGroup; one thread runs all the
+// steps of a chunk for one group (its states stay in L1/L2), so results never depend on
+// the thread count. Per step the group draws every Philox block it needs (ceil(d/2)
+// proposal blocks + 1 acceptance block per chain) sixteen counters at a time, so the ten
+// Philox rounds vectorise even for d = 2, then turns them into normals (Box-Muller with
+// polynomial log and cos), proposes, evaluates the energy and accepts per chain.
+// The (energy, sampler) pair becomes template parameters at one dispatch point
+// (mcmc_run_chunk); the inner loops carry no option branches.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common/mcmc_views.h"
+#include "common/philox.h"
+#include "cpu/mcmc_chains.h"
+#include "cpu/simd.h"
+
+namespace ebm::cpu {
+namespace {
+
+constexpr int kGroup = 16;  // chains per task
+constexpr int kLanes = 16;  // Philox counters per vectorised batch
+
+// ---------------------------------------------------------------- random numbers
+
+// Philox4x32-10 on kLanes independent counters (c0[l], c1[l], step, c3[l]): the same
+// arithmetic as philox4x32_10 in common/philox.h, written lane-parallel.
+EBM_INLINE void philox_lanes(const uint32_t* c0_in, const uint32_t* c1_in, uint32_t step,
+                             const uint32_t* c3_in, uint32_t k0, uint32_t k1, float* out) {
+  uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    c0[l] = c0_in[l]; c1[l] = c1_in[l]; c2[l] = step; c3[l] = c3_in[l];
+  }
+  for (int r = 0; r < 10; ++r) {
+    for (int l = 0; l < kLanes; ++l) {
+      const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c0[l];
+      const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c2[l];
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+      c1[l] = static_cast<uint32_t>(p1);
+      c3[l] = static_cast<uint32_t>(p0);
+      c0[l] = n0;
+      c2[l] = n2;
+    }
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    out[4 * l + 0] = philox_word_to_uniform(c0[l]);
+    out[4 * l + 1] = philox_word_to_uniform(c1[l]);
+    out[4 * l + 2] = philox_word_to_uniform(c2[l]);
+    out[4 * l + 3] = philox_word_to_uniform(c3[l]);
+  }
+}
+
+// cos(2 pi u) for u in [0, 1), branch-free (Cephes sinf/cosf polynomials on [0, pi/4]):
+// fold u to a in [0, 1/4] with cos(2 pi u) = sign * cos(2 pi a), then take
+// cos(w) or sin(pi/2 - w) whichever argument is <= pi/4. Error ~1e-7 absolute.
+EBM_INLINE float cos_2pi(float u) {
+  const float r = u >= 0.5f ? 1.0f - u : u;         // cos(2 pi u) = cos(2 pi (1 - u))
+  const bool flip = r > 0.25f;                       // cos(2 pi r) = -cos(2 pi (1/2 - r))
+  const float a = flip ? 0.5f - r : r;               // [0, 1/4]
+  const bool use_sin = a > 0.125f;
+  const float w = 6.28318530717958648f * (use_sin ? 0.25f - a : a);  // [0, pi/4]
+  const float w2 = w * w;
+  const float c = 1.0f - 0.5f * w2 +
+                  w2 * w2 * (4.166664568298827e-2f + w2 * (-1.388731625493765e-3f +
+                                                           w2 * 2.443315711809948e-5f));
+  const float s = w + w * w2 * (-1.6666654611e-1f + w2 * (8.3321608736e-3f +
+                                                          w2 * -1.9515295891e-4f));
+  const float v = use_sin ? s : c;
+  return flip ? -v : v;
+}
+
+// z_i = sqrt(-2 ln(1 - u_{2i})) cos(2 pi u_{2i+1}); 1 - u is exact and in (0, 1].
+EBM_INLINE void box_muller(const float* u, int64_t d, float* z) {
+  for (int64_t i = 0; i < d; ++i) {
+    const float r = __builtin_sqrtf(-2.0f * log_f(1.0f - u[2 * i]));
+    z[i] = r * cos_2pi(u[2 * i + 1]);
+  }
+}
+
+// ---------------------------------------------------------------- energies
+// Each: float operator()(x [d], g [d] (w, when kGrad), scratch) -> E(x).
+
+struct GaussianDiag {
+  const EnergyView& v;
+  template <bool kGrad>
+  EBM_INLINE float eval(const float* x, float* g, float*) const {
+    const float* mu = v.mean;
+    const float* p = v.precision;
+    float e = 0.0f;
+    for (int64_t i = 0; i < v.d; ++i) {
+      const float r = x[i] - mu[i];
+      const float pr = p[i] * r;
+      if (kGrad) g[i] = pr;
+      e += pr * r;
+    }
+    return 0.5f * e;
+  }
+  int64_t scratch() const { return 0; }
+};
+
+struct GaussianFull {
+  const EnergyView& v;
+  template <bool kGrad>
+  EBM_INLINE float eval(const float* x, float* g, float* r) const {
+    const int64_t d = v.d;
+    for (int64_t i = 0; i < d; ++i) r[i] = x[i] - v.mean[i];
+    float e = 0.0f;
+    for (int64_t i = 0; i < d; ++i) {
+      const float* row = v.precision + i * d;
+      float acc = 0.0f;
+      for (int64_t j = 0; j < d; ++j) acc += row[j] * r[j];
+      if (kGrad) g[i] = acc;
+      e += acc * r[i];
+    }
+    return 0.5f * e;
+  }
+  int64_t scratch() const { return v.d; }
+};
+
+struct Mixture {
+  const EnergyView& v;
+  template <bool kGrad>
+  EBM_INLINE float eval(const float* x, float* g, float* logc) const {
+    const int64_t d = v.d, K = v.k;
+    float m = -3.0e38f;
+    for (int64_t k = 0; k < K; ++k) {
+      const float* mu = v.means + k * d;
+      const float* iv = v.inv_var + k * d;
+      float q = 0.0f;
+      for (int64_t i = 0; i < d; ++i) {
+        const float r = x[i] - mu[i];
+        q += r * r * iv[i];
+      }
+      logc[k] = v.log_coef[k] - 0.5f * q;
+      m = std::max(m, logc[k]);
+    }
+    float s = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      logc[k] = exp_f(logc[k] - m);
+      s += logc[k];
+    }
+    if (kGrad) {
+      const float inv_s = 1.0f / s;
+      for (int64_t i = 0; i < d; ++i) g[i] = 0.0f;
+      for (int64_t k = 0; k < K; ++k) {
+        const float r = logc[k] * inv_s;  // responsibility of component k
+        const float* mu = v.means + k * d;
+        const float* iv = v.inv_var + k * d;
+        for (int64_t i = 0; i < d; ++i) g[i] += r * (x[i] - mu[i]) * iv[i];
+      }
+    }
+    return -(m + log_f(s));
+  }
+  int64_t scratch() const { return v.k; }
+};
+
+struct DoubleWell {
+  const EnergyView& v;
+  template <bool kGrad>
+  EBM_INLINE float eval(const float* x, float* g, float*) const {
+    const float x0 = x[0], q = x0 * x0 - 1.0f;
+    float e = 0.0f;
+    for (int64_t i = 1; i < v.d; ++i) {
+      if (kGrad) g[i] = x[i];
+      e += x[i] * x[i];
+    }
+    if (kGrad) g[0] = 4.0f * v.a * x0 * q;
+    return v.a * q * q + 0.5f * e;
+  }
+  int64_t scratch() const { return 0; }
+};
+
+struct Rosenbrock {
+  const EnergyView& v;
+  template <bool kGrad>
+  EBM_INLINE float eval(const float* x, float* g, float*) const {
+    const float a = v.a, b = v.b_coef, is = v.inv_scale;
+    float e = 0.0f;
+    if (kGrad) g[0] = 0.0f;
+    for (int64_t i = 0; i + 1 < v.d; ++i) {
+      const float t = x[i + 1] - x[i] * x[i], r = a - x[i];
+      e += b * t * t + r * r;
+      if (kGrad) {
+        g[i] = (g[i] - 4.0f * b * x[i] * t - 2.0f * r) * is;
+        g[i + 1] = 2.0f * b * t;  // completed (and scaled) at the next i, or below
+      }
+    }
+    if (kGrad) g[v.d - 1] *= is;
+    return e * is;
+  }
+  int64_t scratch() const { return 0; }
+};
+
+struct RbmFree {
+  const EnergyView& v;
+  template <bool kGrad>
+  EBM_INLINE float eval(const float* x, float* g, float* z) const {
+    const int64_t d = v.d, nh = v.n_hidden;
+    for (int64_t j = 0; j < nh; ++j) z[j] = v.c[j];
+    float e = 0.0f;
+    for (int64_t i = 0; i < d; ++i) {
+      const float xi = x[i];
+      const float* w = v.W + i * nh;
+      for (int64_t j = 0; j < nh; ++j) z[j] += xi * w[j];
+      e -= v.b[i] * xi;
+    }
+    for (int64_t j = 0; j < nh; ++j) {
+      e -= softplus_f(z[j]);
+      z[j] = sigmoid_f(z[j]);
+    }
+    if (kGrad) {
+      for (int64_t i = 0; i < d; ++i) {
+        const float* w = v.W + i * nh;
+        float acc = 0.0f;
+        for (int64_t j = 0; j < nh; ++j) acc += w[j] * z[j];
+        g[i] = -v.b[i] - acc;
+      }
+    }
+    return e;
+  }
+  int64_t scratch() const { return v.n_hidden; }
+};
+
+// ---------------------------------------------------------------- the chain loop
+
+struct GroupScratch {
+  std::vector<uint32_t> c0, c1, c3;  // [n_blocks padded to kLanes] Philox counters
+  std::vector<float> uni;            // [4 * padded blocks]
+  std::vector<float> z, y, gx, gy;   // [kGroup * d]
+  std::vector<float> ex;             // [kGroup]
+  std::vector<float> energy_scratch;
+};
+
+template <class Energy, SamplerKind kS>
+EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan& P,
+                          int64_t first, int g, GroupScratch& S) {
+  constexpr bool kGrad = kS != SamplerKind::kRwmh;
+  constexpr bool kAccept = kS != SamplerKind::kUla;
+  const int64_t d = C.d;
+  const int64_t nbp = (d + 1) / 2;  // proposal blocks per chain: 2 uniforms per dim
+  const int64_t n_blocks = g * nbp + (kAccept ? g : 0);
+  const int64_t padded = (n_blocks + kLanes - 1) / kLanes * kLanes;
+  S.c0.assign(padded, 0); S.c1.assign(padded, 0); S.c3.assign(padded, 0);
+  S.uni.resize(4 * padded);
+  for (int ci = 0; ci < g; ++ci) {
+    const uint32_t chain = P.chain_offset + static_cast<uint32_t>(first + ci);
+    for (int64_t b = 0; b < nbp; ++b) {
+      S.c0[ci * nbp + b] = static_cast<uint32_t>(b);
+      S.c1[ci * nbp + b] = chain;
+      S.c3[ci * nbp + b] = kStreamProposal;
+    }
+    if (kAccept) {
+      S.c1[g * nbp + ci] = chain;
+      S.c3[g * nbp + ci] = kStreamAccept;
+    }
+  }
+  float* const es = S.energy_scratch.data();
+  // Energies (and gradients) of the current states: recomputed at every chunk start, so
+  // a run cut into chunks equals the run in one piece.
+  for (int ci = 0; ci < g; ++ci)
+    S.ex[ci] = E.template eval<kGrad>(C.x + (first + ci) * d, S.gx.data() + ci * d, es);
+
+  const uint32_t k0 = static_cast<uint32_t>(P.seed), k1 = static_cast<uint32_t>(P.seed >> 32);
+  for (int64_t t = 0; t < P.n_steps; ++t) {
+    const uint32_t step = P.step + static_cast<uint32_t>(t);
+    for (int64_t base = 0; base < padded; base += kLanes)
+      philox_lanes(S.c0.data() + base, S.c1.data() + base, step, S.c3.data() + base, k0, k1,
+                   S.uni.data() + 4 * base);
+    float gain = 0.0f;
+    if (kAccept && P.adapt)
+      gain = static_cast<float>(std::pow(static_cast<double>(P.adapt_index + t + 1), -kAdaptExponent));
+    for (int ci = 0; ci < g; ++ci) {
+      const int64_t chain = first + ci;
+      float* x = C.x + chain * d;
+      float* z = S.z.data() + ci * d;
+      float* gx = S.gx.data() + ci * d;
+      float* y = S.y.data();
+      float* gy = S.gy.data();
+      box_muller(S.uni.data() + 4 * ci * nbp, d, z);
+      const float h = C.eps[chain];
+      const float half_h2 = 0.5f * h * h;
+      if (kS == SamplerKind::kUla) {
+        for (int64_t i = 0; i < d; ++i) x[i] = x[i] - half_h2 * gx[i] + h * z[i];
+        S.ex[ci] = E.template eval<true>(x, gx, es);
+        if (C.n_accept) C.n_accept[chain] += 1;
+      } else {
+        if (kS == SamplerKind::kRwmh) {
+          for (int64_t i = 0; i < d; ++i) y[i] = x[i] + h * z[i];
+        } else {
+          for (int64_t i = 0; i < d; ++i) y[i] = x[i] - half_h2 * gx[i] + h * z[i];
+        }
+        const float ey = E.template eval<kGrad>(y, gy, es);
+        float log_alpha = S.ex[ci] - ey;
+        if (kS == SamplerKind::kMala) {
+          float zz = 0.0f, bb = 0.0f;
+          for (int64_t i = 0; i < d; ++i) {
+            const float back = x[i] - y[i] + half_h2 * gy[i];
+            zz += z[i] * z[i];
+            bb += back * back;
+          }
+          log_alpha += 0.5f * zz - bb / (2.0f * h * h);
+        }
+        const float u = S.uni[4 * (g * nbp + ci)];
+        const bool acc = u < exp_f(log_alpha);
+        if (acc) {
+          for (int64_t i = 0; i < d; ++i) x[i] = y[i];
+          if (kGrad)
+            for (int64_t i = 0; i < d; ++i) gx[i] = gy[i];
+          S.ex[ci] = ey;
+          if (C.n_accept) C.n_accept[chain] += 1;
+        }
+        if (P.adapt) {
+          // acceptance probability min(1, e^la); NaN (a proposal off the energy's domain) -> 0
+          const float alpha = log_alpha >= 0.0f ? 1.0f : (log_alpha == log_alpha ? exp_f(log_alpha) : 0.0f);
+          float le = std::log(h) + gain * (alpha - P.target_accept);
+          le = std::min(std::max(le, kLogEpsMin), kLogEpsMax);
+          C.eps[chain] = std::exp(le);
+        }
+      }
+      if (P.samples != nullptr && (t + 1) % P.thin == 0) {
+        const int64_t k = t / P.thin;
+        float* out = P.samples + (k * C.n_chains + chain) * d;
+        for (int64_t i = 0; i < d; ++i) out[i] = x[i];
+        if (P.energies) P.energies[k * C.n_chains + chain] = S.ex[ci];
+      }
+    }
+  }
+}
+
+template <class Energy, SamplerKind kS>
+EBM_CLONES void run_chunk_t(const EnergyView& v, const ChainsView& C, const ChunkPlan& P) {
+  const Energy E{v};
+  const int64_t n_groups = (C.n_chains + kGroup - 1) / kGroup;
+  const int64_t work = C.n_chains * (C.d + 4) * std::max<int64_t>(P.n_steps, 1) *
+                       std::max<int64_t>(E.scratch(), 1);
+#pragma omp parallel if (parallel_worth(work))
+  {
+    GroupScratch S;
+    S.z.resize(kGroup * C.d); S.gx.resize(kGroup * C.d);
+    S.y.resize(C.d); S.gy.resize(C.d);
+    S.ex.resize(kGroup);
+    S.energy_scratch.resize(std::max<int64_t>(E.scratch(), 1));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t grp = 0; grp < n_groups; ++grp) {
+      const int64_t first = grp * kGroup;
+      const int g = static_cast<int>(std::min<int64_t>(kGroup, C.n_chains - first));
+      run_group<Energy, kS>(E, C, P, first, g, S);
+    }
+  }
+}
+
+template <class Energy>
+void dispatch_sampler(const EnergyView& v, const ChainsView& C, const ChunkPlan& P) {
+  switch (P.sampler) {
+    case SamplerKind::kRwmh: return run_chunk_t<Energy, SamplerKind::kRwmh>(v, C, P);
+    case SamplerKind::kMala: return run_chunk_t<Energy, SamplerKind::kMala>(v, C, P);
+    case SamplerKind::kUla: return run_chunk_t<Energy, SamplerKind::kUla>(v, C, P);
+  }
+}
+
+}  // namespace
+
+// The one dispatch point: (energy kind, sampler) -> template instance.
+void mcmc_run_chunk(const EnergyView& v, const ChainsView& C, const ChunkPlan& P) {
+  if (C.n_chains <= 0 || P.n_steps <= 0) return;
+  switch (v.kind) {
+    case EnergyKind::kGaussianDiag: return dispatch_sampler<GaussianDiag>(v, C, P);
+    case EnergyKind::kGaussianFull: return dispatch_sampler<GaussianFull>(v, C, P);
+    case EnergyKind::kMixture: return dispatch_sampler<Mixture>(v, C, P);
+    case EnergyKind::kDoubleWell: return dispatch_sampler<DoubleWell>(v, C, P);
+    case EnergyKind::kRosenbrock: return dispatch_sampler<Rosenbrock>(v, C, P);
+    case EnergyKind::kRbmFree: return dispatch_sampler<RbmFree>(v, C, P);
+  }
+}
+
+void mcmc_energy(const EnergyView& v, const float* X, int64_t n, float* energy, float* grad) {
+  auto run = [&](auto E) {
+#pragma omp parallel if (parallel_worth(n * v.d * std::max<int64_t>(E.scratch(), 1)))
+    {
+      std::vector<float> s(std::max<int64_t>(E.scratch(), 1)), g(v.d);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < n; ++r) {
+        float* gr = grad ? grad + r * v.d : g.data();
+        energy[r] = E.template eval<true>(X + r * v.d, gr, s.data());
+      }
+    }
+  };
+  switch (v.kind) {
+    case EnergyKind::kGaussianDiag: return run(GaussianDiag{v});
+    case EnergyKind::kGaussianFull: return run(GaussianFull{v});
+    case EnergyKind::kMixture: return run(Mixture{v});
+    case EnergyKind::kDoubleWell: return run(DoubleWell{v});
+    case EnergyKind::kRosenbrock: return run(Rosenbrock{v});
+    case EnergyKind::kRbmFree: return run(RbmFree{v});
+  }
+}
+
+}  // namespace ebm::cpu
