@@ -148,7 +148,23 @@ struct EbmUserEnergy {
     return energy(x, (int)d);
   }
 };
-extern "C" __global__ void ebm_chain_rwmh(EbmChunk P) { ebm_chain_loop<EbmUserEnergy, 0>(EbmUserEnergy(), P); }
-extern "C" __global__ void ebm_chain_mala(EbmChunk P) { ebm_chain_loop<EbmUserEnergy, 1>(EbmUserEnergy(), P); }
-extern "C" __global__ void ebm_chain_ula(EbmChunk P) { ebm_chain_loop<EbmUserEnergy, 2>(EbmUserEnergy(), P); }
+// Kernel arguments one by one (CuPy passes scalars and pointers, not structs).
+#define EBM_CHAIN_ENTRY(NAME, KS)                                                          \
+  extern "C" __global__ void NAME(float* x, float* eps, ebm_i64* n_accept, float* samples,  \
+                                  double* energies, float* scratch, ebm_i64 per_chain,     \
+                                  ebm_i64 n_chains, ebm_i64 d, ebm_i64 n_steps,            \
+                                  ebm_i64 thin, ebm_i64 adapt_index, ebm_u64 seed,         \
+                                  ebm_u32 step, ebm_u32 chain_offset, int adapt,           \
+                                  float target_accept) {                                   \
+    EbmChunk P;                                                                            \
+    P.x = x; P.eps = eps; P.n_accept = n_accept; P.samples = samples;                      \
+    P.energies = energies; P.scratch = scratch; P.per_chain = per_chain;                   \
+    P.n_chains = n_chains; P.d = d; P.n_steps = n_steps; P.thin = thin;                    \
+    P.adapt_index = adapt_index; P.seed = seed; P.step = step;                             \
+    P.chain_offset = chain_offset; P.adapt = adapt; P.target_accept = target_accept;       \
+    ebm_chain_loop<EbmUserEnergy, KS>(EbmUserEnergy(), P);                                 \
+  }
+EBM_CHAIN_ENTRY(ebm_chain_rwmh, 0)
+EBM_CHAIN_ENTRY(ebm_chain_mala, 1)
+EBM_CHAIN_ENTRY(ebm_chain_ula, 2)
 #endif
