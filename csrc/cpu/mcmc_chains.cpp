@@ -79,14 +79,6 @@ EBM_INLINE float cos_2pi(float u) {
   return flip ? -v : v;
 }
 
-// z_i = sqrt(-2 ln(1 - u_{2i})) cos(2 pi u_{2i+1}); 1 - u is exact and in (0, 1].
-EBM_INLINE void box_muller(const float* u, int64_t d, float* z) {
-  for (int64_t i = 0; i < d; ++i) {
-    const float r = __builtin_sqrtf(-2.0f * log_f(1.0f - u[2 * i]));
-    z[i] = r * cos_2pi(u[2 * i + 1]);
-  }
-}
-
 // ---------------------------------------------------------------- energies
 // Each: float operator()(x [d], g [d] (w, when kGrad), scratch) -> E(x).
 
@@ -276,17 +268,27 @@ EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan&
     for (int64_t base = 0; base < padded; base += kLanes)
       philox_lanes(S.c0.data() + base, S.c1.data() + base, step, S.c3.data() + base, k0, k1,
                    S.uni.data() + 4 * base);
+    // Normals of the whole group in one flat loop (vectorises across chains for small d):
+    // chain ci's pairs are its 2 nbp (u_even, u_odd) couples; the last is unused for odd d.
+    {
+      const int64_t n_pairs = static_cast<int64_t>(g) * 2 * nbp;
+      const float* u = S.uni.data();
+      float* z = S.z.data();
+      for (int64_t k = 0; k < n_pairs; ++k) {
+        const float r = __builtin_sqrtf(-2.0f * log_f(1.0f - u[2 * k]));
+        z[k] = r * cos_2pi(u[2 * k + 1]);
+      }
+    }
     float gain = 0.0f;
     if (kAccept && P.adapt)
       gain = static_cast<float>(std::pow(static_cast<double>(P.adapt_index + t + 1), -kAdaptExponent));
     for (int ci = 0; ci < g; ++ci) {
       const int64_t chain = first + ci;
       float* x = C.x + chain * d;
-      float* z = S.z.data() + ci * d;
+      const float* z = S.z.data() + ci * 2 * nbp;
       float* gx = S.gx.data() + ci * d;
       float* y = S.y.data();
       float* gy = S.gy.data();
-      box_muller(S.uni.data() + 4 * ci * nbp, d, z);
       const float h = C.eps[chain];
       const float half_h2 = 0.5f * h * h;
       if (kS == SamplerKind::kUla) {
@@ -346,7 +348,7 @@ EBM_CLONES void run_chunk_t(const EnergyView& v, const ChainsView& C, const Chun
 #pragma omp parallel if (parallel_worth(work))
   {
     GroupScratch S;
-    S.z.resize(kGroup * C.d); S.gx.resize(kGroup * C.d);
+    S.z.resize(kGroup * 2 * ((C.d + 1) / 2)); S.gx.resize(kGroup * C.d);
     S.y.resize(C.d); S.gy.resize(C.d);
     S.ex.resize(kGroup);
     S.energy_scratch.resize(std::max<int64_t>(E.scratch(), 1));
