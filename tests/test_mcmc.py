@@ -396,3 +396,37 @@ def test_cuda_source_matches_builtin():
     with pytest.raises(ValueError, match="compile"):
         ef.metropolis(En.CudaSource("__device__ float energy(const float* x, int d) { oops }"),
                       cp.asarray(x0), 5, 0.5)
+
+
+def test_progress_bar_runs(capsys):
+    E = En.DoubleWell(2.0)
+    x0 = np.zeros((8, 3), np.float32)
+    old = mcmc._CHUNK_WORK
+    try:
+        mcmc._CHUNK_WORK = 8 * 7 * 5  # several chunks
+        a = ef.metropolis(E, x0, 40, 0.5, seed=2, burn_in=10, progress=True)
+    finally:
+        mcmc._CHUNK_WORK = old
+    b = ef.metropolis(E, x0, 40, 0.5, seed=2, burn_in=10)
+    np.testing.assert_array_equal(a.samples, b.samples)
+    assert "proposals/s" in capsys.readouterr().err
+
+
+def test_bench_mcmc_smoke(tmp_path, capsys):
+    from ebmfast import bench_mcmc
+    rows = bench_mcmc.run([("mixture", 3, "mala"), ("gaussian", 2, "rwmh")], n_chains=64,
+                          steps=2, repeats=1, warmup=1, log=lambda *_: None)
+    assert len(rows) == 2
+    for r in rows:
+        assert r["proposals_per_s"]["ebmfast"] > 0 and r["ratios"]["numpy/ebmfast"] > 0
+    # the NumPy baseline is a correct sampler too: MALA keeps a Gaussian's variance
+    E = bench_mcmc.make_energy("gaussian", 2)
+    x0 = (E.mean + np.random.default_rng(0).normal(size=(20000, 2)) / np.sqrt(E.precision)
+          ).astype(np.float32)
+    x = bench_mcmc.numpy_runner(E, x0, "mala", 0.8, 20)()
+    var = ((x - E.mean) ** 2).mean(axis=0)
+    # 20000 independent chains started in the target: relative se of a variance is sqrt(2/N)
+    assert np.all(np.abs(var * E.precision - 1) < K_SIGMA * np.sqrt(2 / 20000))
+    assert bench_mcmc.main(["--quick", "--chains", "64", "--steps", "2",
+                            "--out", str(tmp_path)]) == 0
+    assert list(tmp_path.glob("mcmc_cpu_*_t*.json"))
