@@ -366,6 +366,7 @@ PYBIND11_MODULE(_core, m) {
         v.c = arr("c", {-1});
         v.n_hidden = e->keep.back().shape(0);
         v.W = arr("W", {d, v.n_hidden}); v.b = arr("b", {d});
+        v.a = num("a", 0.0f);  // confinement
         break;
       }
     }

@@ -129,7 +129,7 @@ def test_every_energy_matches_spec(kind, sampler, device):
         En.DoubleWell(1.5),
         En.Rosenbrock(),
         En.RBMFreeEnergy(W=0.3 * rng.normal(size=(d, 5)), b=0.1 * rng.normal(size=d),
-                         c=0.1 * rng.normal(size=5)),
+                         c=0.1 * rng.normal(size=5), confine=0.7),
     ][kind]
     _compare_with_spec(sampler, energy, 17, d, device, rng, T=15)
 
@@ -205,6 +205,25 @@ def test_mixture_moments(sampler, d):
     x0 = (rng.normal(size=(512, d)) * 2).astype(np.float32)
     res = SAMPLERS[sampler](E, x0, 2000, 1.0, seed=12, burn_in=500)
     _check_moments(res.samples, E.mean, E.cov)
+
+
+@pytest.mark.parametrize("sampler", ["rwmh", "mala"])
+def test_rbm_free_energy_moments(sampler):
+    """A confined RBM free energy in 2-D: moments by quadrature on a fine grid (the density
+    is smooth and < e^-30 beyond the grid, so the quadrature error is far below the error
+    bars)."""
+    W = np.array([[2.0, -1.5, 0.5], [1.0, 2.0, -2.0]])
+    E = En.RBMFreeEnergy(W=W, b=[0.3, -0.2], c=[-1.0, 0.5, 0.0], confine=1.0)
+    g = np.linspace(-12, 12, 961)
+    G = np.stack(np.meshgrid(g, g, indexing="ij"), axis=-1).reshape(-1, 2)
+    logp = -E(G)
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    mean = p @ G
+    cov = (G - mean).T @ ((G - mean) * p[:, None])
+    x0 = np.random.default_rng(0).normal(size=(256, 2)).astype(np.float32)
+    res = SAMPLERS[sampler](E, x0, 1500, 0.8, seed=21, burn_in=500)
+    _check_moments(res.samples, mean, cov)
 
 
 def test_moment_check_can_fail():

@@ -14,7 +14,7 @@ enum class EnergyKind : int32_t {
   kMixture = 2,       // -log sum_k w_k N(x; mu_k, diag sigma_k^2)
   kDoubleWell = 3,    // a (x_0^2 - 1)^2 + 1/2 sum_{i>0} x_i^2
   kRosenbrock = 4,    // (1/scale) sum_{i<d-1} [b (x_{i+1} - x_i^2)^2 + (a - x_i)^2]
-  kRbmFree = 5,       // -b.v - sum_j softplus(c_j + (v W)_j)
+  kRbmFree = 5,       // -b.v - sum_j softplus(c_j + (v W)_j) + a/2 |v|^2 (a = confinement)
 };
 
 enum class SamplerKind : int32_t { kRwmh = 0, kMala = 1, kUla = 2 };
@@ -32,7 +32,7 @@ struct EnergyView {
   const float* b = nullptr;          // RBM: [d]
   const float* c = nullptr;          // RBM: [n_hidden]
   int64_t n_hidden = 0;
-  float a = 1.0f;                    // double well / Rosenbrock a
+  float a = 1.0f;                    // double well / Rosenbrock a; RBM confinement
   float b_coef = 100.0f;             // Rosenbrock b
   float inv_scale = 1.0f;            // Rosenbrock 1 / scale
 };

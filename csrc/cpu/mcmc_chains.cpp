@@ -204,7 +204,7 @@ struct RbmFree {
       const float xi = x[i];
       const float* w = v.W + i * nh;
       for (int64_t j = 0; j < nh; ++j) z[j] += xi * w[j];
-      e -= v.b[i] * xi;
+      e -= v.b[i] * xi - 0.5f * v.a * xi * xi;
     }
     for (int64_t j = 0; j < nh; ++j) {
       e -= softplus_f(z[j]);
@@ -215,7 +215,7 @@ struct RbmFree {
         const float* w = v.W + i * nh;
         float acc = 0.0f;
         for (int64_t j = 0; j < nh; ++j) acc += w[j] * z[j];
-        g[i] = -v.b[i] - acc;
+        g[i] = -v.b[i] - acc + v.a * x[i];
       }
     }
     return e;

@@ -120,7 +120,7 @@ struct DevRbmFree {
     float e = 0.0f;
     for (int64_t i = 0; i < d; ++i) {
       for (int64_t j = 0; j < nh; ++j) z[j] += x[i] * v.W[i * nh + j];
-      e -= v.b[i] * x[i];
+      e -= v.b[i] * x[i] - 0.5f * v.a * x[i] * x[i];
     }
     for (int64_t j = 0; j < nh; ++j) {
       e -= softplus_f(z[j]);
@@ -130,7 +130,7 @@ struct DevRbmFree {
       for (int64_t i = 0; i < d; ++i) {
         float acc = 0.0f;
         for (int64_t j = 0; j < nh; ++j) acc += v.W[i * nh + j] * z[j];
-        g[i] = -v.b[i] - acc;
+        g[i] = -v.b[i] - acc + v.a * x[i];
       }
     return e;
   }

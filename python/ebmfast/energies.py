@@ -225,13 +225,20 @@ class Rosenbrock(Energy):
 class RBMFreeEnergy(Energy):
     """The free energy of an RBM as a continuous energy of v in R^n_visible:
 
-    F(v) = -b.v - sum_j softplus(c_j + (v W)_j),  grad F = -b - W sigmoid(c + v W).
+    F(v) = -b.v - sum_j softplus(c_j + (v W)_j) + confine/2 |v|^2,
+    grad F = -b - W sigmoid(c + v W) + confine v.
+
+    With confine = 0 (the plain free energy) exp(-F) is not integrable on R^d: F falls
+    linearly along b and along the columns of W, so chains drift off to infinity (fine for
+    short-run dynamics, not for sampling). confine > 0 adds a Gaussian factor
+    exp(-confine |v|^2 / 2) (the Gaussian-Bernoulli RBM's visible term) that makes the
+    density proper.
 
     Give an ``ebmfast.RBM`` (or anything with W, b, c) or the arrays W (n_v, n_h), b, c.
     The parameters are copied (later training does not change this energy).
     """
 
-    def __init__(self, rbm=None, *, W=None, b=None, c=None):
+    def __init__(self, rbm=None, *, W=None, b=None, c=None, confine: float = 0.0):
         if rbm is not None:
             W, b, c = rbm.W, rbm.b, rbm.c
         if W is None or b is None or c is None:
@@ -243,14 +250,17 @@ class RBMFreeEnergy(Energy):
         if self.b.shape != (n_v,) or self.c.shape != (n_h,):
             raise ValueError(f"b must have shape ({n_v},) and c ({n_h},), got {self.b.shape}, "
                              f"{self.c.shape}")
+        self.confine = float(_f64(confine, "confine", (0,)))
+        if self.confine < 0:
+            raise ValueError("confine must be >= 0")
         self.dim = n_v
         self.kind = _RBM_FREE
 
     def params(self, d: int) -> dict:
-        return {"W": _f32(self.W), "b": _f32(self.b), "c": _f32(self.c)}
+        return {"W": _f32(self.W), "b": _f32(self.b), "c": _f32(self.c), "a": self.confine}
 
     def energy_grad(self, X):
-        return R.energy_rbm_free(X, self.W, self.b, self.c)
+        return R.energy_rbm_free(X, self.W, self.b, self.c, self.confine)
 
 
 class CudaSource:

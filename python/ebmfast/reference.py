@@ -325,13 +325,15 @@ def energy_rosenbrock(X, a, b, scale):
     return np.sum(b * t * t + (a - xi) ** 2, axis=1) / scale, g / scale
 
 
-def energy_rbm_free(X, W, b, c):
-    """F(v) = -b.v - sum_j softplus(c_j + (v W)_j), grad = -b - W sigmoid(c + v W)."""
+def energy_rbm_free(X, W, b, c, confine: float = 0.0):
+    """F(v) = -b.v - sum_j softplus(c_j + (v W)_j) + confine/2 |v|^2,
+    grad = -b - W sigmoid(c + v W) + confine v."""
     X = np.asarray(X, np.float64)
     W = np.asarray(W, np.float64)
     z = X @ W + np.asarray(c, np.float64)
-    return -X @ np.asarray(b, np.float64) - np.sum(softplus(z), axis=1), \
-        -np.asarray(b, np.float64)[None, :] - sigmoid(z) @ W.T
+    return -X @ np.asarray(b, np.float64) - np.sum(softplus(z), axis=1) \
+        + 0.5 * confine * np.sum(X * X, axis=1), \
+        -np.asarray(b, np.float64)[None, :] - sigmoid(z) @ W.T + confine * X
 
 
 @dataclass
