@@ -20,6 +20,7 @@
 #include "common/mcmc_views.h"
 #include "common/philox.h"
 #include "cpu/mcmc_chains.h"
+#include "cpu/philox_run.h"
 #include "cpu/simd.h"
 
 namespace ebm::cpu {
@@ -79,6 +80,20 @@ EBM_INLINE float cos_2pi(float u) {
   return flip ? -v : v;
 }
 
+// sum_{i<n} f(i) in eight interleaved partial sums, added pairwise at the end: a fixed
+// order (so results never depend on the machine's vector width or thread count) that the
+// compiler can keep in one vector register. A plain `s += f(i)` is a serial chain of
+// float adds that strict IEEE order forbids vectorising (4 cycles per element).
+template <class F>
+EBM_INLINE float sum8(int64_t n, F f) {
+  float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += f(i + l);
+  for (int l = 0; i + l < n; ++l) acc[l] += f(i + l);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 // ---------------------------------------------------------------- energies
 // Each: float operator()(x [d], g [d] (w, when kGrad), scratch) -> E(x).
 
@@ -88,14 +103,12 @@ struct GaussianDiag {
   EBM_INLINE float eval(const float* x, float* g, float*) const {
     const float* mu = v.mean;
     const float* p = v.precision;
-    float e = 0.0f;
-    for (int64_t i = 0; i < v.d; ++i) {
+    if (kGrad)
+      for (int64_t i = 0; i < v.d; ++i) g[i] = p[i] * (x[i] - mu[i]);
+    return 0.5f * sum8(v.d, [&](int64_t i) {
       const float r = x[i] - mu[i];
-      const float pr = p[i] * r;
-      if (kGrad) g[i] = pr;
-      e += pr * r;
-    }
-    return 0.5f * e;
+      return p[i] * r * r;
+    });
   }
   int64_t scratch() const { return 0; }
 };
@@ -109,8 +122,7 @@ struct GaussianFull {
     float e = 0.0f;
     for (int64_t i = 0; i < d; ++i) {
       const float* row = v.precision + i * d;
-      float acc = 0.0f;
-      for (int64_t j = 0; j < d; ++j) acc += row[j] * r[j];
+      const float acc = sum8(d, [&](int64_t j) { return row[j] * r[j]; });
       if (kGrad) g[i] = acc;
       e += acc * r[i];
     }
@@ -128,11 +140,10 @@ struct Mixture {
     for (int64_t k = 0; k < K; ++k) {
       const float* mu = v.means + k * d;
       const float* iv = v.inv_var + k * d;
-      float q = 0.0f;
-      for (int64_t i = 0; i < d; ++i) {
+      const float q = sum8(d, [&](int64_t i) {
         const float r = x[i] - mu[i];
-        q += r * r * iv[i];
-      }
+        return r * r * iv[i];
+      });
       logc[k] = v.log_coef[k] - 0.5f * q;
       m = std::max(m, logc[k]);
     }
@@ -161,11 +172,9 @@ struct DoubleWell {
   template <bool kGrad>
   EBM_INLINE float eval(const float* x, float* g, float*) const {
     const float x0 = x[0], q = x0 * x0 - 1.0f;
-    float e = 0.0f;
-    for (int64_t i = 1; i < v.d; ++i) {
-      if (kGrad) g[i] = x[i];
-      e += x[i] * x[i];
-    }
+    if (kGrad)
+      for (int64_t i = 1; i < v.d; ++i) g[i] = x[i];
+    const float e = sum8(v.d - 1, [&](int64_t i) { return x[i + 1] * x[i + 1]; });
     if (kGrad) g[0] = 4.0f * v.a * x0 * q;
     return v.a * q * q + 0.5f * e;
   }
@@ -213,8 +222,7 @@ struct RbmFree {
     if (kGrad) {
       for (int64_t i = 0; i < d; ++i) {
         const float* w = v.W + i * nh;
-        float acc = 0.0f;
-        for (int64_t j = 0; j < nh; ++j) acc += w[j] * z[j];
+        const float acc = sum8(nh, [&](int64_t j) { return w[j] * z[j]; });
         g[i] = -v.b[i] - acc + v.a * x[i];
       }
     }
@@ -241,7 +249,12 @@ EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan&
   const int64_t d = C.d;
   const int64_t nbp = (d + 1) / 2;  // proposal blocks per chain: 2 uniforms per dim
   const int64_t n_blocks = g * nbp + (kAccept ? g : 0);
-  const int64_t padded = (n_blocks + kLanes - 1) / kLanes * kLanes;
+  const int64_t padded = (n_blocks + kLanes - 1) / kLanes * kLanes + kLanes;
+  // d >= 8: each chain's proposal blocks are consecutive counters of one (chain, step,
+  // stream), the case of the hand-vectorised philox_uniforms (mul_epu32; ~3x the
+  // compiler's lanes here); the lane batches then draw only the acceptance blocks.
+  const bool runs = nbp >= 4;
+  const int64_t lane_first = runs ? g * nbp : 0;
   S.c0.assign(padded, 0); S.c1.assign(padded, 0); S.c3.assign(padded, 0);
   S.uni.resize(4 * padded);
   for (int ci = 0; ci < g; ++ci) {
@@ -265,7 +278,11 @@ EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan&
   const uint32_t k0 = static_cast<uint32_t>(P.seed), k1 = static_cast<uint32_t>(P.seed >> 32);
   for (int64_t t = 0; t < P.n_steps; ++t) {
     const uint32_t step = P.step + static_cast<uint32_t>(t);
-    for (int64_t base = 0; base < padded; base += kLanes)
+    if (runs)
+      for (int ci = 0; ci < g; ++ci)
+        philox_uniforms(P.seed, kStreamProposal, P.chain_offset + static_cast<uint32_t>(first + ci),
+                        step, 0, static_cast<int>(nbp), S.uni.data() + 4 * ci * nbp);
+    for (int64_t base = lane_first; base < n_blocks; base += kLanes)
       philox_lanes(S.c0.data() + base, S.c1.data() + base, step, S.c3.data() + base, k0, k1,
                    S.uni.data() + 4 * base);
     // Normals of the whole group in one flat loop (vectorises across chains for small d):
@@ -304,12 +321,11 @@ EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan&
         const float ey = E.template eval<kGrad>(y, gy, es);
         float log_alpha = S.ex[ci] - ey;
         if (kS == SamplerKind::kMala) {
-          float zz = 0.0f, bb = 0.0f;
-          for (int64_t i = 0; i < d; ++i) {
+          const float zz = sum8(d, [&](int64_t i) { return z[i] * z[i]; });
+          const float bb = sum8(d, [&](int64_t i) {
             const float back = x[i] - y[i] + half_h2 * gy[i];
-            zz += z[i] * z[i];
-            bb += back * back;
-          }
+            return back * back;
+          });
           log_alpha += 0.5f * zz - bb / (2.0f * h * h);
         }
         const float u = S.uni[4 * (g * nbp + ci)];
