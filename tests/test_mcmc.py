@@ -91,7 +91,11 @@ def _compare_with_spec(sampler, energy, n, d, device, rng, T=12, burn_in=3):
     prev = np.concatenate([start[None], samples[:-1]])
     moved = np.any(samples != prev, axis=2)
     agree = moved == ref.accepted[burn_in:]
-    assert agree.mean() >= 0.999, f"{sampler}: {1 - agree.mean():.2%} of decisions differ"
+    # float32 vs float64 moves log alpha by <~1e-5, so a decision flips with probability
+    # <~1e-5 (u uniform); allowing max(1, 0.1 %) flips of ~400 decisions leaves a
+    # false-failure rate < (400e-5)^2 / 2 ~ 1e-5 per test
+    assert (~agree).sum() <= max(1, 0.001 * agree.size), \
+        f"{sampler}: {(~agree).sum()} of {agree.size} decisions differ"
     # chains whose every decision agrees follow the spec to rounding: each step adds
     # O(d + 10) float32 roundings of terms of size <= 1 + |x| (energy sums, proposal);
     # 64 (d + 10) EPS32 (1 + |x|) per step is a >10x margin over what we observe
