@@ -230,6 +230,31 @@ def test_rbm_free_energy_moments(sampler):
     _check_moments(res.samples, mean, cov)
 
 
+def test_rosenbrock_moments():
+    """Rosenbrock with d = 2 factorizes: x0 ~ N(a, scale/2), x1 | x0 ~ N(x0^2, scale/(2b)).
+    With a = 1, b = 2, scale = 1: E = (1, 1.5), Var x0 = 0.5, Cov(x0, x1) = 2 a 0.5 = 1,
+    Var x1 = 2 (0.5)^2 + 4 a^2 0.5 + 1/4 = 2.75. RWMH only: the gradient grows like |x|^3,
+    for which MALA is not geometrically ergodic (Roberts & Tweedie 1996) - its chains
+    linger in the tails and split-R-hat stays ~1.1 at this run length."""
+    E = En.Rosenbrock(a=1.0, b=2.0, scale=1.0)
+    x0 = np.random.default_rng(4).normal(size=(256, 2)).astype(np.float32)
+    res = ef.metropolis(E, x0, 8000, 0.3, seed=23, burn_in=2000, thin=2)
+    _check_moments(res.samples, [1.0, 1.5], [[0.5, 1.0], [1.0, 2.75]])
+
+
+@pytest.mark.parametrize("sampler", ["rwmh", "mala"])
+def test_double_well_moments(sampler):
+    """Double well a = 1 in d = 3: x0 has density ∝ exp(-(x0^2 - 1)^2) (its second moment
+    by quadrature), the other coordinates are N(0, 1); everything is uncorrelated."""
+    E = En.DoubleWell(1.0)
+    g = np.linspace(-6, 6, 24001)
+    w = np.exp(-((g * g - 1) ** 2))
+    m2 = float(np.sum(w * g * g) / np.sum(w))
+    x0 = np.random.default_rng(5).normal(size=(256, 3)).astype(np.float32)
+    res = SAMPLERS[sampler](E, x0, 2000, 0.8, seed=24, burn_in=500)
+    _check_moments(res.samples, np.zeros(3), np.diag([m2, 1.0, 1.0]))
+
+
 def test_moment_check_can_fail():
     """The same check rejects samples of a slightly wrong distribution (variance 1.1)."""
     E = En.Gaussian(np.zeros(1), cov=1.1)
