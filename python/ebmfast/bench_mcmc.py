@@ -193,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(args.out, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = os.path.join(args.out, f"mcmc_cpu_{stamp}_t{threads}.json")
-        doc = {"suite": "mcmc_cpu", "environment": _environment(threads),
+        env = _environment(threads)
+        for pool in env["threads"].get("threadpoolctl") or []:  # no paths of this machine
+            if pool.get("filepath"):
+                pool["filepath"] = os.path.basename(pool["filepath"])
+        doc = {"suite": "mcmc_cpu", "environment": env,
                "settings": {"n_chains": args.chains, "steps_per_call": args.steps,
                             "repeats": repeats,
                             "numpy": "float32, np.random.default_rng, vectorized over chains",
