@@ -349,20 +349,13 @@ struct GroupScratch {
   std::vector<float> energy_scratch;
 };
 
-template <class Energy, SamplerKind kS>
-EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan& P,
-                          int64_t first, int g, GroupScratch& S) {
-  constexpr bool kGrad = kS != SamplerKind::kRwmh;
-  constexpr bool kAccept = kS != SamplerKind::kUla;
-  const int64_t d = C.d;
+// Counters of a group's Philox blocks (ceil(d/2) proposal blocks per chain, then one
+// acceptance block per chain when kAccept); returns the number of proposal blocks per chain.
+EBM_INLINE int64_t setup_counters(const ChunkPlan& P, int64_t first, int g, int64_t d,
+                                  bool accept, GroupScratch& S) {
   const int64_t nbp = (d + 1) / 2;  // proposal blocks per chain: 2 uniforms per dim
-  const int64_t n_blocks = g * nbp + (kAccept ? g : 0);
+  const int64_t n_blocks = g * nbp + (accept ? g : 0);
   const int64_t padded = (n_blocks + kLanes - 1) / kLanes * kLanes + kLanes;
-  // d >= 8: each chain's proposal blocks are consecutive counters of one (chain, step,
-  // stream), the case of the hand-vectorised philox_uniforms (mul_epu32; ~3x the
-  // compiler's lanes here); the lane batches then draw only the acceptance blocks.
-  const bool runs = nbp >= 4;
-  const int64_t lane_first = runs ? g * nbp : 0;
   S.c0.assign(padded, 0); S.c1.assign(padded, 0); S.c3.assign(padded, 0);
   S.uni.resize(4 * padded);
   for (int ci = 0; ci < g; ++ci) {
@@ -372,39 +365,58 @@ EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan&
       S.c1[ci * nbp + b] = chain;
       S.c3[ci * nbp + b] = kStreamProposal;
     }
-    if (kAccept) {
+    if (accept) {
       S.c1[g * nbp + ci] = chain;
       S.c3[g * nbp + ci] = kStreamAccept;
     }
   }
+  return nbp;
+}
+
+// The uniforms of one step into S.uni ([4 nbp] per chain, then the acceptance blocks) and
+// the normals into S.z (chain ci's at ci * 2 nbp; the last one is unused for odd d).
+EBM_INLINE void draw_step(const ChunkPlan& P, int64_t first, int g, int64_t nbp, bool accept,
+                          uint32_t step, GroupScratch& S) {
+  static const LanesFn lanes = pick_lanes();
+  const uint32_t k0 = static_cast<uint32_t>(P.seed), k1 = static_cast<uint32_t>(P.seed >> 32);
+  const int64_t n_blocks = g * nbp + (accept ? g : 0);
+  // d >= 8: each chain's proposal blocks are consecutive counters of one (chain, step,
+  // stream), the case of the hand-vectorised philox_uniforms; the lane batches then draw
+  // only the acceptance blocks.
+  const bool runs = nbp >= 4;
+  if (runs)
+    for (int ci = 0; ci < g; ++ci)
+      philox_uniforms(P.seed, kStreamProposal, P.chain_offset + static_cast<uint32_t>(first + ci),
+                      step, 0, static_cast<int>(nbp), S.uni.data() + 4 * ci * nbp);
+  for (int64_t base = runs ? g * nbp : 0; base < n_blocks; base += kLanes)
+    lanes(S.c0.data() + base, S.c1.data() + base, step, S.c3.data() + base, k0, k1,
+          S.uni.data() + 4 * base);
+  // Normals of the whole group in one flat loop (vectorises across chains for small d).
+  const int64_t n_pairs = static_cast<int64_t>(g) * 2 * nbp;
+  const float* u = S.uni.data();
+  float* z = S.z.data();
+  for (int64_t k = 0; k < n_pairs; ++k) {
+    const float r = __builtin_sqrtf(-2.0f * log_f(1.0f - u[2 * k]));
+    z[k] = r * cos_2pi(u[2 * k + 1]);
+  }
+}
+
+template <class Energy, SamplerKind kS>
+EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan& P,
+                          int64_t first, int g, GroupScratch& S) {
+  constexpr bool kGrad = kS != SamplerKind::kRwmh;
+  constexpr bool kAccept = kS != SamplerKind::kUla;
+  const int64_t d = C.d;
+  const int64_t nbp = setup_counters(P, first, g, d, kAccept, S);
   float* const es = S.energy_scratch.data();
   // Energies (and gradients) of the current states: recomputed at every chunk start, so
   // a run cut into chunks equals the run in one piece.
   for (int ci = 0; ci < g; ++ci)
     S.ex[ci] = E.template eval<kGrad>(C.x + (first + ci) * d, S.gx.data() + ci * d, es);
 
-  const uint32_t k0 = static_cast<uint32_t>(P.seed), k1 = static_cast<uint32_t>(P.seed >> 32);
-  static const LanesFn lanes = pick_lanes();
   for (int64_t t = 0; t < P.n_steps; ++t) {
     const uint32_t step = P.step + static_cast<uint32_t>(t);
-    if (runs)
-      for (int ci = 0; ci < g; ++ci)
-        philox_uniforms(P.seed, kStreamProposal, P.chain_offset + static_cast<uint32_t>(first + ci),
-                        step, 0, static_cast<int>(nbp), S.uni.data() + 4 * ci * nbp);
-    for (int64_t base = lane_first; base < n_blocks; base += kLanes)
-      lanes(S.c0.data() + base, S.c1.data() + base, step, S.c3.data() + base, k0, k1,
-                   S.uni.data() + 4 * base);
-    // Normals of the whole group in one flat loop (vectorises across chains for small d):
-    // chain ci's pairs are its 2 nbp (u_even, u_odd) couples; the last is unused for odd d.
-    {
-      const int64_t n_pairs = static_cast<int64_t>(g) * 2 * nbp;
-      const float* u = S.uni.data();
-      float* z = S.z.data();
-      for (int64_t k = 0; k < n_pairs; ++k) {
-        const float r = __builtin_sqrtf(-2.0f * log_f(1.0f - u[2 * k]));
-        z[k] = r * cos_2pi(u[2 * k + 1]);
-      }
-    }
+    draw_step(P, first, g, nbp, kAccept, step, S);
     float gain = 0.0f;
     if (kAccept && P.adapt)
       gain = static_cast<float>(std::pow(static_cast<double>(P.adapt_index + t + 1), -kAdaptExponent));
