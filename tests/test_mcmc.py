@@ -314,10 +314,11 @@ def test_same_seed_same_samples_and_chunking():
     np.testing.assert_array_equal(e2.x, a.x)
 
 
+@pytest.mark.parametrize("d", [3, 10])  # the structure-of-arrays (d <= 8) and row paths
 @pytest.mark.parametrize("sampler", ["rwmh", "mala", "ula"])
-def test_thread_count_independence(sampler):
+def test_thread_count_independence(sampler, d):
     E = En.Rosenbrock()
-    x0 = np.random.default_rng(1).normal(size=(1000, 10)).astype(np.float32)
+    x0 = np.random.default_rng(1).normal(size=(3001, d)).astype(np.float32)
     before = ef.get_num_threads()
     try:
         ef.set_num_threads(1)

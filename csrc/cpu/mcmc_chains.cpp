@@ -203,7 +203,11 @@ EBM_INLINE float sum8(int64_t n, F f) {
 }
 
 // ---------------------------------------------------------------- energies
-// Each: float operator()(x [d], g [d] (w, when kGrad), scratch) -> E(x).
+// Each: eval<kGrad>(x [d], g [d] (w, when kGrad), scratch) -> E(x). Those with kSoa also
+// have evalv<kGrad>(X, G, e, scratch): the same formula for a whole group of kGroup chains
+// stored structure-of-arrays (X[i * kGroup + l] = coordinate i of chain l), so the loops
+// over l run kGroup chains per vector instruction (the small-d path, run_group_soa).
+constexpr int kSoaMaxD = 8;
 
 struct GaussianDiag {
   const EnergyView& v;
@@ -217,6 +221,20 @@ struct GaussianDiag {
       const float r = x[i] - mu[i];
       return p[i] * r * r;
     });
+  }
+  static constexpr bool kSoa = true;
+  template <bool kGrad>
+  EBM_INLINE void evalv(const float* X, float* G, float* e, float*) const {
+    float acc[kGroup] = {};
+    for (int64_t i = 0; i < v.d; ++i) {
+      const float mu = v.mean[i], p = v.precision[i];
+      for (int l = 0; l < kGroup; ++l) {
+        const float r = X[i * kGroup + l] - mu;
+        if (kGrad) G[i * kGroup + l] = p * r;
+        acc[l] += p * r * r;
+      }
+    }
+    for (int l = 0; l < kGroup; ++l) e[l] = 0.5f * acc[l];
   }
   int64_t scratch() const { return 0; }
 };
@@ -235,6 +253,26 @@ struct GaussianFull {
       e += acc * r[i];
     }
     return 0.5f * e;
+  }
+  static constexpr bool kSoa = true;
+  template <bool kGrad>
+  EBM_INLINE void evalv(const float* X, float* G, float* e, float* R) const {
+    const int64_t d = v.d;
+    for (int64_t i = 0; i < d; ++i)
+      for (int l = 0; l < kGroup; ++l) R[i * kGroup + l] = X[i * kGroup + l] - v.mean[i];
+    float acc_e[kGroup] = {};
+    for (int64_t i = 0; i < d; ++i) {
+      float acc[kGroup] = {};
+      for (int64_t j = 0; j < d; ++j) {
+        const float pij = v.precision[i * d + j];
+        for (int l = 0; l < kGroup; ++l) acc[l] += pij * R[j * kGroup + l];
+      }
+      for (int l = 0; l < kGroup; ++l) {
+        if (kGrad) G[i * kGroup + l] = acc[l];
+        acc_e[l] += acc[l] * R[i * kGroup + l];
+      }
+    }
+    for (int l = 0; l < kGroup; ++l) e[l] = 0.5f * acc_e[l];
   }
   int64_t scratch() const { return v.d; }
 };
@@ -272,6 +310,7 @@ struct Mixture {
     }
     return -(m + log_f(s));
   }
+  static constexpr bool kSoa = false;
   int64_t scratch() const { return v.k; }
 };
 
@@ -285,6 +324,22 @@ struct DoubleWell {
     const float e = sum8(v.d - 1, [&](int64_t i) { return x[i + 1] * x[i + 1]; });
     if (kGrad) g[0] = 4.0f * v.a * x0 * q;
     return v.a * q * q + 0.5f * e;
+  }
+  static constexpr bool kSoa = true;
+  template <bool kGrad>
+  EBM_INLINE void evalv(const float* X, float* G, float* e, float*) const {
+    float acc[kGroup] = {};
+    for (int64_t i = 1; i < v.d; ++i)
+      for (int l = 0; l < kGroup; ++l) {
+        const float x = X[i * kGroup + l];
+        if (kGrad) G[i * kGroup + l] = x;
+        acc[l] += x * x;
+      }
+    for (int l = 0; l < kGroup; ++l) {
+      const float x0 = X[l], q = x0 * x0 - 1.0f;
+      if (kGrad) G[l] = 4.0f * v.a * x0 * q;
+      e[l] = v.a * q * q + 0.5f * acc[l];
+    }
   }
   int64_t scratch() const { return 0; }
 };
@@ -306,6 +361,27 @@ struct Rosenbrock {
     }
     if (kGrad) g[v.d - 1] *= is;
     return e * is;
+  }
+  static constexpr bool kSoa = true;
+  template <bool kGrad>
+  EBM_INLINE void evalv(const float* X, float* G, float* e, float*) const {
+    const float a = v.a, b = v.b_coef, is = v.inv_scale;
+    float acc[kGroup] = {};
+    if (kGrad)
+      for (int l = 0; l < kGroup; ++l) G[l] = 0.0f;
+    for (int64_t i = 0; i + 1 < v.d; ++i)
+      for (int l = 0; l < kGroup; ++l) {
+        const float xi = X[i * kGroup + l], t = X[(i + 1) * kGroup + l] - xi * xi, r = a - xi;
+        acc[l] += b * t * t + r * r;
+        if (kGrad) {
+          G[i * kGroup + l] = (G[i * kGroup + l] - 4.0f * b * xi * t - 2.0f * r) * is;
+          G[(i + 1) * kGroup + l] = 2.0f * b * t;
+        }
+      }
+    for (int l = 0; l < kGroup; ++l) {
+      if (kGrad) G[(v.d - 1) * kGroup + l] *= is;
+      e[l] = acc[l] * is;
+    }
   }
   int64_t scratch() const { return 0; }
 };
@@ -336,6 +412,7 @@ struct RbmFree {
     }
     return e;
   }
+  static constexpr bool kSoa = false;
   int64_t scratch() const { return v.n_hidden; }
 };
 
@@ -347,6 +424,7 @@ struct GroupScratch {
   std::vector<float> z, y, gx, gy;   // [kGroup * d]
   std::vector<float> ex;             // [kGroup]
   std::vector<float> energy_scratch;
+  std::vector<float> soa;            // [6 d kGroup] X, Y, GX, GY, Z, energy scratch (SoA path)
 };
 
 // Counters of a group's Philox blocks (ceil(d/2) proposal blocks per chain, then one
@@ -475,6 +553,109 @@ EBM_INLINE void run_group(const Energy& E, const ChainsView& C, const ChunkPlan&
   }
 }
 
+// Small d: the group's states live structure-of-arrays for the whole chunk and every
+// per-chain step (proposal, energy, acceptance, selection) runs across the kGroup chains
+// at once; the random numbers are the same draws as run_group's. Lanes past the last
+// chain of a short group mirror chain 0 and are never written back.
+template <class Energy, SamplerKind kS>
+EBM_INLINE void run_group_soa(const Energy& E, const ChainsView& C, const ChunkPlan& P,
+                              int64_t first, int g, GroupScratch& S) {
+  constexpr bool kGrad = kS != SamplerKind::kRwmh;
+  constexpr bool kAccept = kS != SamplerKind::kUla;
+  const int64_t d = C.d;
+  const int64_t nbp = setup_counters(P, first, g, d, kAccept, S);
+  const int64_t L = d * kGroup;
+  float* X = S.soa.data();
+  float* Y = X + L;
+  float* GX = Y + L;
+  float* GY = GX + L;
+  float* Z = GY + L;
+  float* ES = Z + L;
+  alignas(64) float ex[kGroup], ey[kGroup], h[kGroup], la[kGroup], pa[kGroup], zz[kGroup],
+      bb[kGroup];
+  alignas(64) int32_t acc[kGroup];  // 0 / 1 (ints, not bools: they feed vector selects)
+  static_assert(kGroup % 8 == 0, "the acceptance test runs 8 lanes at a time");
+  for (int l = 0; l < kGroup; ++l) {
+    const float* x = C.x + (first + (l < g ? l : 0)) * d;
+    for (int64_t i = 0; i < d; ++i) X[i * kGroup + l] = x[i];
+  }
+  E.template evalv<kGrad>(X, GX, ex, ES);
+  for (int64_t t = 0; t < P.n_steps; ++t) {
+    const uint32_t step = P.step + static_cast<uint32_t>(t);
+    draw_step(P, first, g, nbp, kAccept, step, S);
+    for (int l = 0; l < kGroup; ++l) {
+      const int src = l < g ? l : 0;
+      const float* z = S.z.data() + src * 2 * nbp;
+      for (int64_t i = 0; i < d; ++i) Z[i * kGroup + l] = z[i];
+      h[l] = C.eps[first + src];
+    }
+    if (kS == SamplerKind::kUla) {
+      for (int64_t i = 0; i < d; ++i)
+        for (int l = 0; l < kGroup; ++l) {
+          const int64_t k = i * kGroup + l;
+          X[k] = X[k] - 0.5f * h[l] * h[l] * GX[k] + h[l] * Z[k];
+        }
+      E.template evalv<true>(X, GX, ex, ES);
+      if (C.n_accept)
+        for (int l = 0; l < g; ++l) C.n_accept[first + l] += 1;
+    } else {
+      for (int64_t i = 0; i < d; ++i)
+        for (int l = 0; l < kGroup; ++l) {
+          const int64_t k = i * kGroup + l;
+          Y[k] = kS == SamplerKind::kRwmh ? X[k] + h[l] * Z[k]
+                                          : X[k] - 0.5f * h[l] * h[l] * GX[k] + h[l] * Z[k];
+        }
+      E.template evalv<kGrad>(Y, GY, ey, ES);
+      for (int l = 0; l < kGroup; ++l) la[l] = ex[l] - ey[l];
+      if (kS == SamplerKind::kMala) {
+        for (int l = 0; l < kGroup; ++l) zz[l] = bb[l] = 0.0f;
+        for (int64_t i = 0; i < d; ++i)
+          for (int l = 0; l < kGroup; ++l) {
+            const int64_t k = i * kGroup + l;
+            const float back = X[k] - Y[k] + 0.5f * h[l] * h[l] * GY[k];
+            zz[l] += Z[k] * Z[k];
+            bb[l] += back * back;
+          }
+        for (int l = 0; l < kGroup; ++l) la[l] += 0.5f * zz[l] - bb[l] / (2.0f * h[l] * h[l]);
+      }
+      for (int l = 0; l < kGroup; l += 8) store8(pa + l, exp8(load8(la + l)));  // = exp_f
+      for (int l = 0; l < kGroup; ++l)
+        acc[l] = (l < g && S.uni[4 * (g * nbp + (l < g ? l : 0))] < pa[l]) ? 1 : 0;
+      for (int64_t i = 0; i < d; ++i)
+        for (int l = 0; l < kGroup; ++l) {
+          const int64_t k = i * kGroup + l;
+          X[k] = acc[l] != 0 ? Y[k] : X[k];
+          if (kGrad) GX[k] = acc[l] != 0 ? GY[k] : GX[k];
+        }
+      for (int l = 0; l < kGroup; ++l) ex[l] = acc[l] != 0 ? ey[l] : ex[l];
+      if (C.n_accept)
+        for (int l = 0; l < g; ++l) C.n_accept[first + l] += acc[l];
+      if (P.adapt) {
+        const float gain = static_cast<float>(
+            std::pow(static_cast<double>(P.adapt_index + t + 1), -kAdaptExponent));
+        for (int l = 0; l < g; ++l) {
+          const float alpha = la[l] >= 0.0f ? 1.0f : (la[l] == la[l] ? pa[l] : 0.0f);
+          float le = std::log(h[l]) + gain * (alpha - P.target_accept);
+          le = std::min(std::max(le, kLogEpsMin), kLogEpsMax);
+          C.eps[first + l] = std::exp(le);
+        }
+      }
+    }
+    if (P.samples != nullptr && (t + 1) % P.thin == 0) {
+      const int64_t k = t / P.thin;
+      for (int l = 0; l < g; ++l) {
+        float* out = P.samples + (k * C.n_chains + first + l) * d;
+        for (int64_t i = 0; i < d; ++i) out[i] = X[i * kGroup + l];
+        if (P.energies) P.energies[k * C.n_chains + first + l] = ex[l];
+      }
+    }
+  }
+  for (int l = 0; l < g; ++l) {
+    float* x = C.x + (first + l) * d;
+    for (int64_t i = 0; i < d; ++i) x[i] = X[i * kGroup + l];
+  }
+}
+
 template <class Energy, SamplerKind kS>
 EBM_CLONES void run_chunk_t(const EnergyView& v, const ChainsView& C, const ChunkPlan& P) {
   const Energy E{v};
@@ -488,10 +669,18 @@ EBM_CLONES void run_chunk_t(const EnergyView& v, const ChainsView& C, const Chun
     S.y.resize(C.d); S.gy.resize(C.d);
     S.ex.resize(kGroup);
     S.energy_scratch.resize(std::max<int64_t>(E.scratch(), 1));
+    const bool soa = Energy::kSoa && C.d <= kSoaMaxD;
+    if (soa) S.soa.resize(6 * C.d * kGroup);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t grp = 0; grp < n_groups; ++grp) {
       const int64_t first = grp * kGroup;
       const int g = static_cast<int>(std::min<int64_t>(kGroup, C.n_chains - first));
+      if constexpr (Energy::kSoa) {
+        if (soa) {
+          run_group_soa<Energy, kS>(E, C, P, first, g, S);
+          continue;
+        }
+      }
       run_group<Energy, kS>(E, C, P, first, g, S);
     }
   }
