@@ -8,7 +8,10 @@
 // the thread count. Per step the group draws every Philox block it needs (ceil(d/2)
 // proposal blocks + 1 acceptance block per chain) sixteen counters at a time, so the ten
 // Philox rounds vectorise even for d = 2, then turns them into normals (Box-Muller with
-// polynomial log and cos), proposes, evaluates the energy and accepts per chain.
+// polynomial log and cos), proposes, evaluates the energy and accepts per chain. For
+// d <= kSoaMaxD and the energies that have it (all but the RBM free energy) the group
+// is held structure-of-arrays instead, so energy, acceptance and selection run 16 chains
+// per vector instruction (run_group_soa); the random numbers are the same.
 // The (energy, sampler) pair becomes template parameters at one dispatch point
 // (mcmc_run_chunk); the inner loops carry no option branches.
 #include <omp.h>
@@ -310,7 +313,46 @@ struct Mixture {
     }
     return -(m + log_f(s));
   }
-  static constexpr bool kSoa = false;
+  static constexpr bool kSoa = true;
+  // scratch: [k, kGroup] the components' log terms, then their weights
+  template <bool kGrad>
+  EBM_INLINE void evalv(const float* X, float* G, float* e, float* W) const {
+    const int64_t d = v.d, K = v.k;
+    float m[kGroup], s[kGroup];
+    for (int l = 0; l < kGroup; ++l) m[l] = -3.0e38f;
+    for (int64_t k = 0; k < K; ++k) {
+      float q[kGroup] = {};
+      for (int64_t i = 0; i < d; ++i) {
+        const float mu = v.means[k * d + i], iv = v.inv_var[k * d + i];
+        for (int l = 0; l < kGroup; ++l) {
+          const float r = X[i * kGroup + l] - mu;
+          q[l] += r * r * iv;
+        }
+      }
+      for (int l = 0; l < kGroup; ++l) {
+        W[k * kGroup + l] = v.log_coef[k] - 0.5f * q[l];
+        m[l] = std::max(m[l], W[k * kGroup + l]);
+      }
+    }
+    for (int l = 0; l < kGroup; ++l) s[l] = 0.0f;
+    for (int64_t k = 0; k < K; ++k)
+      for (int l = 0; l < kGroup; l += 8) {
+        const vf8 w = exp8(load8(W + k * kGroup + l) - load8(m + l));  // = exp_f
+        store8(W + k * kGroup + l, w);
+        store8(s + l, load8(s + l) + w);
+      }
+    for (int l = 0; l < kGroup; ++l) e[l] = -(m[l] + log_f(s[l]));
+    if (kGrad) {
+      for (int l = 0; l < kGroup; ++l) s[l] = 1.0f / s[l];
+      for (int64_t i = 0; i < d * kGroup; ++i) G[i] = 0.0f;
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t i = 0; i < d; ++i) {
+          const float mu = v.means[k * d + i], iv = v.inv_var[k * d + i];
+          for (int l = 0; l < kGroup; ++l)  // responsibility * (x - mu) / sigma^2
+            G[i * kGroup + l] += (W[k * kGroup + l] * s[l]) * (X[i * kGroup + l] - mu) * iv;
+        }
+    }
+  }
   int64_t scratch() const { return v.k; }
 };
 
@@ -570,7 +612,7 @@ EBM_INLINE void run_group_soa(const Energy& E, const ChainsView& C, const ChunkP
   float* GX = Y + L;
   float* GY = GX + L;
   float* Z = GY + L;
-  float* ES = Z + L;
+  float* ES = Z + L;  // [max(d, energy scratch), kGroup]
   alignas(64) float ex[kGroup], ey[kGroup], h[kGroup], la[kGroup], pa[kGroup], zz[kGroup],
       bb[kGroup];
   alignas(64) int32_t acc[kGroup];  // 0 / 1 (ints, not bools: they feed vector selects)
@@ -670,7 +712,7 @@ EBM_CLONES void run_chunk_t(const EnergyView& v, const ChainsView& C, const Chun
     S.ex.resize(kGroup);
     S.energy_scratch.resize(std::max<int64_t>(E.scratch(), 1));
     const bool soa = Energy::kSoa && C.d <= kSoaMaxD;
-    if (soa) S.soa.resize(6 * C.d * kGroup);
+    if (soa) S.soa.resize((5 * C.d + std::max<int64_t>(C.d, E.scratch())) * kGroup);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t grp = 0; grp < n_groups; ++grp) {
       const int64_t first = grp * kGroup;
