@@ -16,6 +16,18 @@ Every path draws the same Philox numbers (DESIGN.md §3; the algorithm is specif
 ``ebmfast.reference.mcmc_chains``), so a built-in energy and the same energy written as a
 callable give the same chains up to float rounding. ``step_size`` is the standard
 deviation of the proposal noise (Langevin time step h = step_size**2 / 2).
+
+Example::
+
+    import numpy as np, ebmfast as ef
+    E = ef.energies.Gaussian([0.0, 1.0], cov=[[1.0, 0.8], [0.8, 2.0]])
+    x0 = np.random.default_rng(0).normal(size=(1000, 2)).astype(np.float32)
+    res = ef.mala(E, x0, n_steps=2000, step_size=0.5, seed=1, burn_in=500)
+    res.samples.shape                                  # (2000, 1000, 2)
+    ef.diagnostics.split_rhat(res.samples)             # ~1.00 per coordinate
+    ef.diagnostics.effective_sample_size(res.samples)  # per coordinate
+    more = ef.mala(E, res.x, 2000, res.step_size, seed=1,
+                   step_offset=res.info["next_step"])  # continue the same chains
 """
 from __future__ import annotations
 
@@ -56,6 +68,13 @@ class MCMCResult:
     acceptance: np.ndarray
     step_size: object
     info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        acc = self.acceptance
+        mean_acc = float(np.nanmean(acc)) if acc.size and not np.isnan(acc).all() else float("nan")
+        return (f"MCMCResult({self.info.get('sampler')}, device={self.info.get('device')}, "
+                f"samples {tuple(self.samples.shape)}, mean acceptance {mean_acc:.3f}, "
+                f"next_step {self.info.get('next_step')})")
 
 
 # --------------------------------------------------------------------------- checks
