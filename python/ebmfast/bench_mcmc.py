@@ -11,6 +11,10 @@ A rate is proposals per second (chains x steps / time), median of repeated calls
 warm-up (``bench.time_cell``, the implementations interleaved); the ratio numpy/ebmfast
 is formed within the run. A table goes to stdout and the JSON to
 ``<out>/mcmc_cpu_<YYYYmmdd-HHMMSS>_t<threads>.json``.
+
+``--device cuda`` times the GPU chains (CuPy x0) against the same baseline written in
+CuPy (``mcmc_cuda_*.json``); it has not been run yet (no GPU in this project's sessions
+so far).
 """
 from __future__ import annotations
 
@@ -52,43 +56,44 @@ def make_energy(name: str, d: int, seed: int = 0) -> En.Energy:
 # --------------------------------------------------------------------------- NumPy baseline
 
 
-def _numpy_energy(E: En.Energy) -> Callable:
-    """(E (n,), grad (n, d)) in float32 NumPy, the obvious vectorized formulas."""
+def _numpy_energy(E: En.Energy, xp=np) -> Callable:
+    """(E (n,), grad (n, d)) in float32, the obvious vectorized formulas (xp = NumPy or CuPy)."""
     if isinstance(E, En.Gaussian) and E.precision.ndim == 1:
-        mu = E.mean.astype(np.float32)
-        p = E.precision.astype(np.float32)
+        mu = xp.asarray(E.mean, dtype=xp.float32)
+        p = xp.asarray(E.precision, dtype=xp.float32)
 
         def f(x, want_grad):
             r = x - mu
             g = r * p
-            return 0.5 * np.sum(g * r, axis=1), (g if want_grad else None)
+            return 0.5 * xp.sum(g * r, axis=1), (g if want_grad else None)
         return f
     if isinstance(E, En.GaussianMixture):
-        mu = E.means.astype(np.float32)                     # (K, d)
-        iv = (1.0 / E.sigmas**2).astype(np.float32)         # (K, d)
-        d = mu.shape[1]
-        const = (np.log(E.weights) - np.log(E.sigmas).sum(1) - 0.5 * d * np.log(2 * np.pi)
-                 ).astype(np.float32)
+        mu = xp.asarray(E.means, dtype=xp.float32)                     # (K, d)
+        iv = xp.asarray(1.0 / E.sigmas**2, dtype=xp.float32)           # (K, d)
+        d = E.means.shape[1]
+        const = xp.asarray(np.log(E.weights) - np.log(E.sigmas).sum(1)
+                           - 0.5 * d * np.log(2 * np.pi), dtype=xp.float32)
 
         def f(x, want_grad):
             diff = x[:, None, :] - mu[None]                    # (n, K, d)
             wd = diff * iv[None]
-            logc = const - 0.5 * np.sum(diff * wd, axis=2)     # (n, K)
+            logc = const - 0.5 * xp.sum(diff * wd, axis=2)     # (n, K)
             m = logc.max(axis=1, keepdims=True)
-            w = np.exp(logc - m)
+            w = xp.exp(logc - m)
             s = w.sum(axis=1, keepdims=True)
-            e = -(m[:, 0] + np.log(s[:, 0]))
+            e = -(m[:, 0] + xp.log(s[:, 0]))
             if not want_grad:
                 return e, None
-            return e, np.einsum("nk,nkd->nd", w / s, wd)
+            return e, xp.einsum("nk,nkd->nd", w / s, wd)
         return f
     raise ValueError(f"no NumPy baseline for {type(E).__name__}")
 
 
-def numpy_runner(E: En.Energy, x0: np.ndarray, sampler: str, step: float, n_steps: int,
-                 seed: int = 0) -> Callable[[], np.ndarray]:
-    f = _numpy_energy(E)
-    rng = np.random.default_rng(seed)
+def numpy_runner(E: En.Energy, x0, sampler: str, step: float, n_steps: int,
+                 seed: int = 0, xp=np) -> Callable[[], object]:
+    """The baseline chains: NumPy (or, with xp=cupy, CuPy) float32 written the obvious way."""
+    f = _numpy_energy(E, xp)
+    rng = xp.random.default_rng(seed)
     h = np.float32(step)
     half_h2 = np.float32(0.5 * step * step)
 
@@ -96,33 +101,33 @@ def numpy_runner(E: En.Energy, x0: np.ndarray, sampler: str, step: float, n_step
         x = x0.copy()
         ex, _ = f(x, False)
         for _ in range(n_steps):
-            y = x + h * rng.standard_normal(x.shape, dtype=np.float32)
+            y = x + h * rng.standard_normal(x.shape, dtype=xp.float32)
             ey, _ = f(y, False)
-            acc = rng.random(x.shape[0], dtype=np.float32) < np.exp(ex - ey)
-            x = np.where(acc[:, None], y, x)
-            ex = np.where(acc, ey, ex)
+            acc = rng.random(x.shape[0], dtype=xp.float32) < xp.exp(ex - ey)
+            x = xp.where(acc[:, None], y, x)
+            ex = xp.where(acc, ey, ex)
         return x
 
     def mala():
         x = x0.copy()
         ex, gx = f(x, True)
         for _ in range(n_steps):
-            z = rng.standard_normal(x.shape, dtype=np.float32)
+            z = rng.standard_normal(x.shape, dtype=xp.float32)
             y = x - half_h2 * gx + h * z
             ey, gy = f(y, True)
             back = x - y + half_h2 * gy
-            log_a = ex - ey + 0.5 * np.sum(z * z, axis=1) - np.sum(back * back, axis=1) / (2 * h * h)
-            acc = rng.random(x.shape[0], dtype=np.float32) < np.exp(log_a)
-            x = np.where(acc[:, None], y, x)
-            ex = np.where(acc, ey, ex)
-            gx = np.where(acc[:, None], gy, gx)
+            log_a = ex - ey + 0.5 * xp.sum(z * z, axis=1) - xp.sum(back * back, axis=1) / (2 * h * h)
+            acc = rng.random(x.shape[0], dtype=xp.float32) < xp.exp(log_a)
+            x = xp.where(acc[:, None], y, x)
+            ex = xp.where(acc, ey, ex)
+            gx = xp.where(acc[:, None], gy, gx)
         return x
 
     return rwmh if sampler == "rwmh" else mala
 
 
-def ebmfast_runner(E: En.Energy, x0: np.ndarray, sampler: str, step: float, n_steps: int,
-                   seed: int = 0) -> Callable[[], np.ndarray]:
+def ebmfast_runner(E: En.Energy, x0, sampler: str, step: float, n_steps: int,
+                   seed: int = 0) -> Callable[[], object]:
     fn = ef.metropolis if sampler == "rwmh" else ef.mala
 
     def call():
@@ -130,24 +135,42 @@ def ebmfast_runner(E: En.Energy, x0: np.ndarray, sampler: str, step: float, n_st
     return call
 
 
+def _synchronized(fn: Callable[[], object]) -> Callable[[], object]:
+    import cupy as cp
+
+    def call():
+        out = fn()
+        cp.cuda.get_current_stream().synchronize()
+        return out
+    return call
+
+
 # --------------------------------------------------------------------------- driver
 
 
 def run(cases=CASES, n_chains: int = N_CHAINS, steps: int = STEPS, repeats: int = 9,
-        warmup: int = 2, log=print) -> list[dict]:
+        warmup: int = 2, log=print, device: str = "cpu") -> list[dict]:
+    """One row per (energy, d, sampler). device="cuda": ebmfast's GPU chains against the
+    same baseline written in CuPy (reported under the "numpy" key, labelled in the row)."""
+    xp = np
+    if device == "cuda":
+        import cupy as xp
     rows = []
     for name, d, sampler in cases:
         E = make_energy(name, d)
-        x0 = np.random.default_rng(1).normal(size=(n_chains, d)).astype(np.float32)
+        x0 = xp.asarray(np.random.default_rng(1).normal(size=(n_chains, d)).astype(np.float32))
         step = STEP_SIZE[sampler] / np.sqrt(max(d, 1) / 2.0) ** 0.5
         fns = {"ebmfast": ebmfast_runner(E, x0, sampler, step, steps),
-               "numpy": numpy_runner(E, x0, sampler, step, steps)}
+               "numpy": numpy_runner(E, x0, sampler, step, steps, xp=xp)}
+        if device == "cuda":
+            fns = {k: _synchronized(v) for k, v in fns.items()}
         snap = _cpu_snapshot()
         cells = time_cell(fns, repeats, warmup=warmup)
         other = _other_cpu(snap, _cpu_snapshot())
         med = {k: v["median_ms"] for k, v in cells.items()}
         props = {k: n_chains * steps / (v * 1e-3) for k, v in med.items()}
         row = {"energy": name, "d": d, "sampler": sampler, "n_chains": n_chains,
+               "device": device, "baseline": "cupy" if device == "cuda" else "numpy",
                "steps_per_call": steps, "step_size": step, "median_ms": med,
                "proposals_per_s": props,
                "ratios": {"numpy/ebmfast": _ratio(med["numpy"], med["ebmfast"])},
@@ -179,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="d = 2 Gaussian only, 3 repeats")
     ap.add_argument("--out", default=os.path.join("benchmarks", "results"))
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: GPU chains vs the CuPy baseline (needs a GPU and CuPy)")
     args = ap.parse_args(argv)
     if args.threads is not None:
         ef.set_num_threads(args.threads)
@@ -188,19 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"continuous chains: {args.chains} chains x {args.steps} steps per call, "
           f"{threads} ebmfast thread(s), median of {repeats}")
     print(_HEADER)
-    rows = run(cases, args.chains, args.steps, repeats)
+    rows = run(cases, args.chains, args.steps, repeats, device=args.device)
     if not args.no_save:
         os.makedirs(args.out, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = os.path.join(args.out, f"mcmc_cpu_{stamp}_t{threads}.json")
+        tag = "cpu" if args.device == "cpu" else "cuda"
+        path = os.path.join(args.out, f"mcmc_{tag}_{stamp}_t{threads}.json")
         env = _environment(threads)
         for pool in env["threads"].get("threadpoolctl") or []:  # no paths of this machine
             if pool.get("filepath"):
                 pool["filepath"] = os.path.basename(pool["filepath"])
-        doc = {"suite": "mcmc_cpu", "environment": env,
+        doc = {"suite": f"mcmc_{tag}", "environment": env,
                "settings": {"n_chains": args.chains, "steps_per_call": args.steps,
                             "repeats": repeats,
-                            "numpy": "float32, np.random.default_rng, vectorized over chains",
+                            "baseline": ("float32, default_rng, vectorized over chains, in "
+                                         + ("CuPy" if args.device == "cuda" else "NumPy")),
                             "ebmfast": "public API, thin=steps (final state kept), adapt=False"},
                "rows": rows}
         with open(path, "w") as f:
