@@ -370,6 +370,8 @@ def test_bad_input():
         ef.metropolis(E, np.full((4, 2), np.nan, np.float32), 10, 0.5)
     with pytest.raises(TypeError, match="x0"):
         ef.metropolis(E, np.zeros((4, 2), np.int32), 10, 0.5)
+    with pytest.raises(ValueError, match="float32"):
+        ef.metropolis(E, np.full((4, 2), 1e300), 10, 0.5)
     with pytest.raises(ValueError, match="step_size"):
         ef.metropolis(E, x0, 10, 0.0)
     with pytest.raises(ValueError, match="step_size"):

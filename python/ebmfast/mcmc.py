@@ -218,6 +218,11 @@ def _run(sampler: str, energy, x0, n_steps, step_size, *, seed, device, grad, bu
         raise TypeError("energy must be an ebmfast.energies built-in, a CudaSource or a "
                         f"callable E(X) -> (n_chains,), got {type(energy).__name__}")
 
+    if mode != "callable" and x0.dtype != np.float32 and x0.size:
+        big = float(abs(x0).max())
+        if big > float(np.finfo(np.float32).max):
+            raise ValueError(f"x0 has values up to {big:.3g}, beyond float32: the compiled "
+                             "chains run in float32")
     target = R.MCMC_TARGET_ACCEPT[sampler]
     do_adapt = bool(adapt) and target is not None and burn_in > 0
     t_start = time.perf_counter()
