@@ -13,11 +13,14 @@
 #include <vector>
 #include <limits>
 #include <string>
+#include <memory>
 
 #include "common/philox.h"
 #include "common/views.h"
 #include "cpu/kernels.h"
 #include "cpu/philox_run.h"
+#include "common/mcmc_views.h"
+#include "cpu/mcmc_chains.h"
 #include "cuda/cuda_api.h"
 
 namespace py = pybind11;
@@ -361,6 +364,187 @@ PYBIND11_MODULE(_core, m) {
         "One CD-k (chain=None) or PCD-k update; returns ((dW, db, dc) or None, recon_error, "
         "finite, max |param|, max |velocity|). The update goes to `out` = (W, WT, b, c, vW, "
         "vb, vc) when given, else in place.");
+
+  // --- continuous chains (mcmc)
+  // Energy parameters come as a dict of float32 arrays / floats (ebmfast.energies builds
+  // it); every array is checked against d here so no kernel reads out of bounds.
+  struct McmcEnergy {
+    ebm::EnergyView v;
+    std::vector<F32> keep;  // the arrays the view points into
+  };
+  auto mcmc_energy_view = [](int kind, int64_t d, const py::dict& prm) {
+    require(kind >= 0 && kind <= 5, "energy kind must be in 0..5");
+    require(d >= 1, "d must be >= 1");
+    auto e = std::make_shared<McmcEnergy>();
+    ebm::EnergyView& v = e->v;
+    v.kind = static_cast<ebm::EnergyKind>(kind);
+    v.d = d;
+    auto arr = [&](const char* key, std::vector<int64_t> shape) -> const float* {
+      require(prm.contains(key), std::string("energy parameter '") + key + "' is missing");
+      F32 a = prm[key].cast<F32>();
+      require(a.ndim() == static_cast<py::ssize_t>(shape.size()),
+              std::string("energy parameter '") + key + "' has the wrong number of dimensions");
+      for (size_t i = 0; i < shape.size(); ++i)
+        require(shape[i] < 0 || a.shape(i) == shape[i],
+                std::string("energy parameter '") + key + "' has the wrong shape");
+      e->keep.push_back(a);
+      return a.data();
+    };
+    auto num = [&](const char* key, float dflt) {
+      return prm.contains(key) ? prm[key].cast<float>() : dflt;
+    };
+    switch (v.kind) {
+      case ebm::EnergyKind::kGaussianDiag:
+        v.mean = arr("mean", {d}); v.precision = arr("precision", {d}); break;
+      case ebm::EnergyKind::kGaussianFull:
+        v.mean = arr("mean", {d}); v.precision = arr("precision", {d, d}); break;
+      case ebm::EnergyKind::kMixture: {
+        v.log_coef = arr("log_coef", {-1});
+        v.k = e->keep.back().shape(0);
+        require(v.k >= 1, "mixture needs at least one component");
+        v.means = arr("means", {v.k, d}); v.inv_var = arr("inv_var", {v.k, d});
+        break;
+      }
+      case ebm::EnergyKind::kDoubleWell: v.a = num("a", 1.0f); break;
+      case ebm::EnergyKind::kRosenbrock:
+        require(d >= 2, "Rosenbrock needs d >= 2");
+        v.a = num("a", 1.0f); v.b_coef = num("b", 100.0f); v.inv_scale = num("inv_scale", 1.0f);
+        break;
+      case ebm::EnergyKind::kRbmFree: {
+        v.c = arr("c", {-1});
+        v.n_hidden = e->keep.back().shape(0);
+        v.W = arr("W", {d, v.n_hidden}); v.b = arr("b", {d});
+        v.a = num("a", 0.0f);  // confinement
+        break;
+      }
+    }
+    return e;
+  };
+
+  m.def("mcmc_run_chunk",
+        [mcmc_energy_view](int kind, py::dict params, int sampler, F32 x, F32 eps,
+                           std::optional<py::array_t<int64_t, py::array::c_style>> n_accept,
+                           int64_t n_steps, uint64_t seed, int64_t step, int64_t chain_offset,
+                           bool adapt, int64_t adapt_index, float target_accept,
+                           std::optional<py::array_t<float, py::array::c_style>> samples,
+                           std::optional<F64> energies, int64_t thin) {
+          check_2d(x, "x", -1, -1);
+          const int64_t n = x.shape(0), d = x.shape(1);
+          auto E = mcmc_energy_view(kind, d, params);
+          check_1d(eps, "eps", n);
+          require(sampler >= 0 && sampler <= 2, "sampler must be 0 (rwmh), 1 (mala) or 2 (ula)");
+          require(n_steps >= 0 && thin >= 1 && adapt_index >= 0, "n_steps >= 0, thin >= 1, adapt_index >= 0");
+          const ebm::RngView r = rng_view(seed, step, chain_offset, n);
+          check_u32(step + std::max<int64_t>(n_steps, 1) - 1, "step + n_steps - 1");
+          ebm::ChainsView C{x.mutable_data(), eps.mutable_data(), nullptr, n, d};
+          if (n_accept) {
+            require(n_accept->ndim() == 1 && n_accept->shape(0) == n, "n_accept must have shape (n_chains,)");
+            C.n_accept = n_accept->mutable_data();
+          }
+          ebm::ChunkPlan P;
+          P.sampler = static_cast<ebm::SamplerKind>(sampler);
+          P.n_steps = n_steps; P.seed = r.seed; P.step = r.step; P.chain_offset = r.chain_offset;
+          P.adapt = adapt; P.adapt_index = adapt_index; P.target_accept = target_accept;
+          P.thin = thin;
+          if (samples) {
+            require(samples->ndim() == 3 && samples->shape(0) == n_steps / thin &&
+                        samples->shape(1) == n && samples->shape(2) == d,
+                    "samples must have shape (n_steps // thin, n_chains, d)");
+            P.samples = samples->mutable_data();
+          }
+          if (energies) {
+            require(samples.has_value(), "energies are recorded only together with samples");
+            require(energies->ndim() == 2 && energies->shape(0) == n_steps / thin &&
+                        energies->shape(1) == n,
+                    "energies must have shape (n_steps // thin, n_chains)");
+            P.energies = energies->mutable_data();
+          }
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::mcmc_run_chunk(E->v, C, P);
+          }
+        },
+        py::arg("kind"), py::arg("params"), py::arg("sampler"), py::arg("x"), py::arg("eps"),
+        py::arg("n_accept"), py::arg("n_steps"), py::arg("seed"), py::arg("step"),
+        py::arg("chain_offset"), py::arg("adapt"), py::arg("adapt_index"),
+        py::arg("target_accept"), py::arg("samples"), py::arg("energies"), py::arg("thin"),
+        "One chunk of RWMH/MALA/ULA steps of chains x (in place, float32) on a built-in energy; "
+        "records every thin-th state into samples/energies when given.");
+
+  m.def("mcmc_energy",
+        [mcmc_energy_view](int kind, py::dict params, F32 X) {
+          check_2d(X, "X", -1, -1);
+          const int64_t n = X.shape(0), d = X.shape(1);
+          auto E = mcmc_energy_view(kind, d, params);
+          F32 e({n}), g = new_f32(n, d);
+          const float* xp = X.data();
+          float* ep = e.mutable_data();
+          float* gp = g.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::mcmc_energy(E->v, xp, n, ep, gp);
+          }
+          return py::make_tuple(e, g);
+        },
+        py::arg("kind"), py::arg("params"), py::arg("X"),
+        "(E(x) [n], grad E(x) [n, d]) of a built-in energy, float32, as the chain kernels compute them.");
+
+#ifdef EBMFAST_WITH_CUDA
+  m.def("mcmc_run_chunk_cuda",
+        [](int kind, py::dict params, int sampler, uintptr_t x, uintptr_t eps, uintptr_t n_accept,
+           int64_t n_chains, int64_t d, int64_t n_steps, uint64_t seed, int64_t step,
+           int64_t chain_offset, bool adapt, int64_t adapt_index, float target_accept,
+           uintptr_t samples, uintptr_t energies, int64_t thin, uintptr_t scratch,
+           uintptr_t stream) {
+          // Device pointers as integers (ebmfast.mcmc checks every CuPy array's shape,
+          // dtype and contiguity); params hold device pointers + sizes (see energies.py).
+          require(kind >= 0 && kind <= 5 && sampler >= 0 && sampler <= 2, "bad kind/sampler");
+          require(n_chains >= 0 && d >= 1 && n_steps >= 0 && thin >= 1, "bad sizes");
+          const ebm::RngView r = rng_view(seed, step, chain_offset, n_chains);
+          check_u32(step + std::max<int64_t>(n_steps, 1) - 1, "step + n_steps - 1");
+          ebm::EnergyView v;
+          v.kind = static_cast<ebm::EnergyKind>(kind);
+          v.d = d;
+          auto ptr = [&](const char* key) -> const float* {
+            return params.contains(key)
+                       ? reinterpret_cast<const float*>(params[key].cast<uintptr_t>())
+                       : nullptr;
+          };
+          v.mean = ptr("mean"); v.precision = ptr("precision"); v.log_coef = ptr("log_coef");
+          v.means = ptr("means"); v.inv_var = ptr("inv_var"); v.W = ptr("W"); v.b = ptr("b");
+          v.c = ptr("c");
+          v.k = params.contains("k") ? params["k"].cast<int64_t>() : 0;
+          v.n_hidden = params.contains("n_hidden") ? params["n_hidden"].cast<int64_t>() : 0;
+          v.a = params.contains("a") ? params["a"].cast<float>() : 1.0f;
+          v.b_coef = params.contains("b_coef") ? params["b_coef"].cast<float>() : 100.0f;
+          v.inv_scale = params.contains("inv_scale") ? params["inv_scale"].cast<float>() : 1.0f;
+          ebm::ChainsView C{reinterpret_cast<float*>(x), reinterpret_cast<float*>(eps),
+                            reinterpret_cast<int64_t*>(n_accept), n_chains, d};
+          ebm::ChunkPlan P;
+          P.sampler = static_cast<ebm::SamplerKind>(sampler);
+          P.n_steps = n_steps; P.seed = r.seed; P.step = r.step; P.chain_offset = r.chain_offset;
+          P.adapt = adapt; P.adapt_index = adapt_index; P.target_accept = target_accept;
+          P.thin = thin;
+          P.samples = reinterpret_cast<float*>(samples);
+          P.energies = reinterpret_cast<double*>(energies);
+          py::gil_scoped_release nogil;
+          ebm::cuda::mcmc_run_chunk(v, C, P, reinterpret_cast<float*>(scratch), stream);
+        },
+        py::arg("kind"), py::arg("params"), py::arg("sampler"), py::arg("x"), py::arg("eps"),
+        py::arg("n_accept"), py::arg("n_chains"), py::arg("d"), py::arg("n_steps"), py::arg("seed"),
+        py::arg("step"), py::arg("chain_offset"), py::arg("adapt"), py::arg("adapt_index"),
+        py::arg("target_accept"), py::arg("samples"), py::arg("energies"), py::arg("thin"),
+        py::arg("scratch"), py::arg("stream"));
+  m.def("mcmc_cuda_scratch_floats",
+        [](int kind, int64_t d, int64_t k, int64_t n_hidden, int64_t n_chains) {
+          ebm::EnergyView v;
+          v.kind = static_cast<ebm::EnergyKind>(kind);
+          v.d = d; v.k = k; v.n_hidden = n_hidden;
+          return ebm::cuda::mcmc_scratch_floats(v, n_chains);
+        },
+        py::arg("kind"), py::arg("d"), py::arg("k"), py::arg("n_hidden"), py::arg("n_chains"));
+#endif
+  // --- end continuous chains (mcmc)
 
   m.def("summarize",
         [](F32 X) {

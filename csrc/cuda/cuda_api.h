@@ -36,3 +36,18 @@ void lattice_sweeps(int8_t* S, int64_t chains, int64_t L, float J, float h, cons
                     long long* bonds, long long* magnet, uintptr_t stream);
 
 }  // namespace ebm::cuda
+
+// --- continuous chains (mcmc_chains.cu): one thread per chain on `stream` (a
+// cudaStream_t as an integer; 0 = the legacy default stream). Every pointer inside the
+// views is a device pointer; `scratch` holds mcmc_scratch_floats(energy, n_chains) device
+// floats. Throws std::runtime_error on a launch or runtime error.
+#include <cstdint>
+#include "common/mcmc_views.h"
+
+namespace ebm::cuda {
+
+int64_t mcmc_scratch_floats(const EnergyView& energy, int64_t n_chains);
+void mcmc_run_chunk(const EnergyView& energy, const ChainsView& chains, const ChunkPlan& plan,
+                    float* scratch, uintptr_t stream);
+
+}  // namespace ebm::cuda

@@ -55,3 +55,9 @@ def get_num_threads() -> int:
 
 __all__ += ["IsingLattice2D", "sample_ising"]
 __all__ += ["RBM", "datasets", "estimators", "reference", "set_num_threads", "get_num_threads"]
+
+# --- continuous chains (mcmc) and diagnostics
+from . import diagnostics, energies  # noqa: E402
+from .mcmc import MCMCResult, langevin, mala, metropolis  # noqa: E402
+
+__all__ += ["diagnostics", "energies", "metropolis", "mala", "langevin", "MCMCResult"]

@@ -325,3 +325,179 @@ def lattice_sweeps(S, betas, *, J: float, h: float, seed: int, step: int, chain_
             S = np.where(flip, -S, S)
             flips += flip.sum(axis=(1, 2))
     return S.astype(np.int8), flips
+
+
+# --------------------------------------------------------------------------- continuous MCMC
+#
+# Random-walk Metropolis-Hastings (RWMH), MALA and unadjusted Langevin (ULA) on chains
+# x (n_chains, d); the spec of csrc/cpu/mcmc_chains.cpp and csrc/cuda/mcmc_chains.cu.
+#
+# Randomness at global step s = step_offset + t (t counts burn-in and sampling steps
+# alike), chain c = chain_offset + row:
+#   z[c, i] = sqrt(-2 ln(1 - u(PROPOSAL, c, s, 2i))) * cos(2 pi u(PROPOSAL, c, s, 2i + 1))
+#     (Box-Muller on units 2i, 2i + 1; 1 - u lies in (0, 1] and is exact in float32, so
+#     the log never sees 0 and the largest |z| is sqrt(2 ln 2**24) = 5.77);
+#   acceptance uniform a[c] = u(ACCEPT, c, s, 0); accept iff a < exp(log alpha).
+# Step size eps is the standard deviation of the proposal noise for all three samplers:
+#   RWMH  y = x + eps z
+#   MALA  y = x - (eps^2 / 2) grad E(x) + eps z,
+#         log alpha = E(x) - E(y) + |z|^2 / 2 - |x - y + (eps^2/2) grad E(y)|^2 / (2 eps^2)
+#   ULA   x' = x - (eps^2 / 2) grad E(x) + eps z   (always taken; Langevin time step
+#         h = eps^2 / 2, i.e. the Euler-Maruyama step of dx = -grad E dt + sqrt(2) dW)
+# Adaptation (RWMH/MALA, burn-in steps only, per chain, Robbins-Monro on log eps):
+#   log eps <- log eps + (k + 1)^-0.6 * (min(1, exp(log alpha)) - target), k = index of
+#   the burn-in step, clamped to [MCMC_LOG_EPS_MIN, MCMC_LOG_EPS_MAX]; eps is stored in
+#   float32 after every update (as the kernels keep it).
+
+MCMC_SAMPLERS = ("rwmh", "mala", "ula")
+MCMC_TARGET_ACCEPT = {"rwmh": 0.234, "mala": 0.574, "ula": None}
+MCMC_ADAPT_EXPONENT = 0.6
+MCMC_LOG_EPS_MIN = -20.0  # eps in [2e-9, 2.2e4]: keeps a chain that rejects everything
+MCMC_LOG_EPS_MAX = 10.0   # (or accepts everything) from under/overflowing its step
+
+
+def mcmc_noise(seed: int, step: int, n_chains: int, d: int, chain_offset: int = 0) -> np.ndarray:
+    """Standard normal proposal noise z (n_chains, d), float64, of global step ``step``."""
+    u = uniform_grid(seed, STREAM_PROPOSAL, step, n_chains, 2 * d, chain_offset).astype(np.float64)
+    return np.sqrt(-2.0 * np.log(1.0 - u[:, 0::2])) * np.cos(2.0 * np.pi * u[:, 1::2])
+
+
+def mcmc_accept_uniform(seed: int, step: int, n_chains: int, chain_offset: int = 0) -> np.ndarray:
+    """Acceptance uniforms a (n_chains,), float64, of global step ``step``."""
+    return uniform_grid(seed, STREAM_ACCEPT, step, n_chains, 1, chain_offset)[:, 0].astype(np.float64)
+
+
+# Built-in energies in float64: each returns (E (n,), grad (n, d)) for X (n, d).
+
+def energy_gaussian(X, mean, precision):
+    """E = 1/2 (x - mu)^T P (x - mu); ``precision`` is (d,) (diagonal) or (d, d)."""
+    X = np.asarray(X, np.float64)
+    r = X - np.asarray(mean, np.float64)
+    P = np.asarray(precision, np.float64)
+    g = r * P if P.ndim == 1 else r @ P.T
+    return 0.5 * np.sum(r * g, axis=1), g
+
+
+def energy_mixture(X, weights, means, sigmas):
+    """E = -log sum_k w_k N(x; mu_k, diag sigma_k^2) (normalized: exp(-E) is the density).
+    weights (K,), means (K, d), sigmas (K, d)."""
+    X = np.asarray(X, np.float64)
+    mu = np.asarray(means, np.float64)
+    s = np.asarray(sigmas, np.float64)
+    w = np.asarray(weights, np.float64)
+    d = X.shape[1]
+    iv = 1.0 / (s * s)
+    const = np.log(w) - np.sum(np.log(s), axis=1) - 0.5 * d * np.log(2.0 * np.pi)  # (K,)
+    diff = X[:, None, :] - mu[None, :, :]                                          # (n, K, d)
+    logc = const[None, :] - 0.5 * np.sum(diff * diff * iv[None], axis=2)           # (n, K)
+    lse = logsumexp(logc, axis=1)
+    r = np.exp(logc - lse[:, None])
+    return -lse, np.sum(r[:, :, None] * diff * iv[None], axis=1)
+
+
+def energy_double_well(X, a):
+    """E = a (x_0^2 - 1)^2 + 1/2 sum_{i>0} x_i^2."""
+    X = np.asarray(X, np.float64)
+    x0 = X[:, 0]
+    g = X.copy()
+    g[:, 0] = 4.0 * a * x0 * (x0 * x0 - 1.0)
+    return a * (x0 * x0 - 1.0) ** 2 + 0.5 * np.sum(X[:, 1:] ** 2, axis=1), g
+
+
+def energy_rosenbrock(X, a, b, scale):
+    """E = (1/scale) sum_{i<d-1} [b (x_{i+1} - x_i^2)^2 + (a - x_i)^2] (d >= 2)."""
+    X = np.asarray(X, np.float64)
+    xi, xn = X[:, :-1], X[:, 1:]
+    t = xn - xi * xi
+    g = np.zeros_like(X)
+    g[:, :-1] += -4.0 * b * xi * t - 2.0 * (a - xi)
+    g[:, 1:] += 2.0 * b * t
+    return np.sum(b * t * t + (a - xi) ** 2, axis=1) / scale, g / scale
+
+
+def energy_rbm_free(X, W, b, c, confine: float = 0.0):
+    """F(v) = -b.v - sum_j softplus(c_j + (v W)_j) + confine/2 |v|^2,
+    grad = -b - W sigmoid(c + v W) + confine v."""
+    X = np.asarray(X, np.float64)
+    W = np.asarray(W, np.float64)
+    z = X @ W + np.asarray(c, np.float64)
+    return -X @ np.asarray(b, np.float64) - np.sum(softplus(z), axis=1) \
+        + 0.5 * confine * np.sum(X * X, axis=1), \
+        -np.asarray(b, np.float64)[None, :] - sigmoid(z) @ W.T + confine * X
+
+
+@dataclass
+class ChainRun:
+    samples: np.ndarray      # (n_kept, n_chains, d) states after every thin-th sampling step
+    energies: np.ndarray     # (n_kept, n_chains) float64
+    x: np.ndarray            # (n_chains, d) final states
+    step_size: np.ndarray    # (n_chains,) final step sizes
+    n_accept: np.ndarray     # (n_chains,) int64 accepted proposals in the sampling phase
+    accepted: np.ndarray     # (burn_in + n_steps, n_chains) bool decision of every step
+
+
+def mcmc_chains(sampler: str, energy_grad, X0, step_size, n_steps: int, seed: int, *,
+                burn_in: int = 0, adapt: bool = True, thin: int = 1, step_offset: int = 0,
+                chain_offset: int = 0, adapt_offset: int = 0, dtype=np.float64,
+                noise=None, accept_uniform=None) -> ChainRun:
+    """RWMH / MALA / ULA chains on the shared Philox stream (the spec above).
+
+    energy_grad(X (n, d)) -> (E (n,), grad (n, d)); grad may be None for RWMH.
+    step_size: scalar or (n_chains,). ``burn_in`` steps first (adapting eps when ``adapt``
+    and the sampler has an acceptance step; ``adapt_offset`` is the index k of the first
+    one), then ``n_steps`` sampling steps, recording after every ``thin``-th.
+    ``dtype``: arithmetic of the states (float64 for the spec; the CPU callable path runs
+    the user's dtype). ``noise(step, n, d)`` / ``accept_uniform(step, n)`` replace the
+    NumPy Philox draws by equal values from elsewhere (the compiled stream).
+    """
+    if sampler not in MCMC_SAMPLERS:
+        raise ValueError(f"sampler must be one of {MCMC_SAMPLERS}")
+    noise = noise or (lambda s, n, d: mcmc_noise(seed, s, n, d, chain_offset))
+    accept_uniform = accept_uniform or (lambda s, n: mcmc_accept_uniform(seed, s, n, chain_offset))
+    x = np.array(X0, dtype=dtype, copy=True)
+    n, d = x.shape
+    eps = np.broadcast_to(np.asarray(step_size, np.float32), (n,)).copy()
+    target = MCMC_TARGET_ACCEPT[sampler]
+    n_kept = n_steps // thin
+    samples = np.empty((n_kept, n, d), dtype)
+    energies = np.empty((n_kept, n), np.float64)
+    n_accept = np.zeros(n, np.int64)
+    accepted = np.zeros((burn_in + n_steps, n), bool)
+    e_x, g_x = energy_grad(x)
+    for t in range(burn_in + n_steps):
+        s = step_offset + t
+        z = noise(s, n, d).astype(dtype)
+        h = eps.astype(dtype)[:, None]
+        if sampler == "ula":
+            x = x - (0.5 * h * h) * g_x + h * z
+            e_x, g_x = energy_grad(x)
+            acc = np.ones(n, bool)
+        else:
+            y = x + h * z if sampler == "rwmh" else x - (0.5 * h * h) * g_x + h * z
+            e_y, g_y = energy_grad(y)
+            log_alpha = np.asarray(e_x, np.float64) - np.asarray(e_y, np.float64)
+            if sampler == "mala":
+                back = (x - y + (0.5 * h * h) * g_y).astype(np.float64)
+                log_alpha = log_alpha + 0.5 * np.sum(np.asarray(z, np.float64) ** 2, axis=1) \
+                    - np.sum(back * back, axis=1) / (2.0 * eps.astype(np.float64) ** 2)
+            with np.errstate(over="ignore", invalid="ignore"):
+                alpha = np.exp(np.minimum(log_alpha, 0.0))
+                acc = accept_uniform(s, n) < np.exp(log_alpha)
+            x = np.where(acc[:, None], y, x)
+            e_x = np.where(acc, e_y, e_x)
+            if g_y is not None:
+                g_x = np.where(acc[:, None], g_y, g_x)
+            if t < burn_in and adapt:
+                gain = (adapt_offset + t + 1.0) ** -MCMC_ADAPT_EXPONENT
+                alpha = np.where(np.isnan(alpha), 0.0, alpha)
+                log_eps = np.clip(np.log(eps.astype(np.float64)) + gain * (alpha - target),
+                                  MCMC_LOG_EPS_MIN, MCMC_LOG_EPS_MAX)
+                eps = np.exp(log_eps).astype(np.float32)
+        accepted[t] = acc
+        if t >= burn_in:
+            k = t - burn_in
+            n_accept += acc
+            if (k + 1) % thin == 0:
+                samples[k // thin] = x
+                energies[k // thin] = e_x
+    return ChainRun(samples, energies, x, eps, n_accept, accepted)
