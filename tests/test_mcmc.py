@@ -486,7 +486,7 @@ def test_bench_mcmc_smoke(tmp_path, capsys):
 @pytest.mark.parametrize("impl", ["portable", "avx2"])
 def test_philox_lane_implementations_agree(impl):
     """The run-time chosen Philox lanes (AVX-512 / AVX2 / portable) give identical chains;
-    the narrower ones are forced through EBMFAST_MCMC_LANES in a subprocess."""
+    the narrower ones are forced through EBMFAST_PHILOX_LANES in a subprocess."""
     import os
     import subprocess
     import sys
@@ -495,7 +495,7 @@ def test_philox_lane_implementations_agree(impl):
             "x0 = np.random.default_rng(0).normal(size=(37, 3)).astype(np.float32)\n"
             "r = ef.mala(E, x0, 25, 0.5, seed=99, burn_in=5)\n"
             "import sys; sys.stdout.buffer.write(r.samples.tobytes())\n")
-    env = dict(os.environ, EBMFAST_MCMC_LANES=impl)
+    env = dict(os.environ, EBMFAST_PHILOX_LANES=impl)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=300)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     E = En.GaussianMixture([0.4, 0.6], [[-1.0, 0, 1], [1.0, 2, 0]], 0.8)

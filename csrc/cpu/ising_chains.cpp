@@ -12,6 +12,7 @@
 #include <cstring>
 #include "common/philox.h"
 #include "cpu/kernels.h"
+#include "cpu/philox_run.h"
 #include "cpu/scratch.h"
 #include "cpu/simd.h"
 
@@ -147,13 +148,13 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
   const uint8_t* clamped = B.plan->clamped;
   vi16 valid = {}, count = {};
   for (int l = 0; l < kLanes; ++l) valid[l] = l < B.lanes ? -1 : 0;
-  vf16 u[kSiteBlock];
+  alignas(64) float u[kSiteBlock * kLanes];  // u + 16 (i - i0): the 16 chains' uniforms of site i
   int32_t site[kSiteBlock];
   vf16 D[kSiteBlock];
   for (int64_t i0 = 0; i0 < P.n; i0 += kSiteBlock) {
     const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, P.n);
-    for (int64_t b = i0; b < i_end; b += 4)
-      philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(b / 4), u + (b - i0));
+    philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(i0 / 4),
+                       static_cast<int>((i_end - i0 + 3) / 4), u);
     int m = 0;
     for (int64_t i = i0; i < i_end; ++i) {
       if (clamped != nullptr && clamped[i]) continue;
@@ -166,7 +167,7 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
         g = load16(B.F + kLanes * i);
       }
       const vf16 s = load_spins(B.S + kLanes * i);
-      const vi16 flip = decide<kGibbs>(s, g, u[i - i0], beta) & valid;
+      const vi16 flip = decide<kGibbs>(s, g, load16(u + kLanes * (i - i0)), beta) & valid;
       // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
       // update of a few neighbours is cheaper than the test.
       if (kDense && !any_lane(flip)) continue;
@@ -190,18 +191,18 @@ EBM_INLINE void sweep_random(const Block& B, float beta, uint64_t seed, uint32_t
   const IsingView& P = *B.P;
   const int64_t n = P.n;
   const uint8_t* clamped = B.plan->clamped;
-  vf16 u[4], pick[4];
+  alignas(64) float u[4 * kLanes], pick[4 * kLanes];
   for (int64_t k0 = 0; k0 < n; k0 += 4) {
-    philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(k0 / 4), u);
-    philox_chain_lanes(seed, kStreamProposal, B.chain0, step, static_cast<uint32_t>(k0 / 4), pick);
+    philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(k0 / 4), 1, u);
+    philox_chain_lanes(seed, kStreamProposal, B.chain0, step, static_cast<uint32_t>(k0 / 4), 1, pick);
     const int64_t k_end = std::min<int64_t>(k0 + 4, n);
     for (int64_t k = k0; k < k_end; ++k) {
       for (int l = 0; l < B.lanes; ++l) {
         const int64_t q = k - k0;
-        const int64_t i = std::min<int64_t>(n - 1, static_cast<int64_t>(pick[q][l] * static_cast<float>(n)));
+        const int64_t i = std::min<int64_t>(n - 1, static_cast<int64_t>(pick[kLanes * q + l] * static_cast<float>(n)));
         if (clamped != nullptr && clamped[i]) continue;
         int8_t& s = B.S[kLanes * i + l];
-        if (!decide_lane<kGibbs>(s, B.F[kLanes * i + l], u[q][l], beta)) continue;
+        if (!decide_lane<kGibbs>(s, B.F[kLanes * i + l], u[kLanes * q + l], beta)) continue;
         const float d = -2.0f * s;
         s = static_cast<int8_t>(-s);
         ++B.flips[l];

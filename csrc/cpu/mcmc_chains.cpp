@@ -15,14 +15,9 @@
 // The (energy, sampler) pair becomes template parameters at one dispatch point
 // (mcmc_run_chunk); the inner loops carry no option branches.
 #include <omp.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
 #include "common/mcmc_views.h"
@@ -38,133 +33,6 @@ constexpr int kGroup = 16;  // chains per task
 constexpr int kLanes = 16;  // Philox counters per vectorised batch
 
 // ---------------------------------------------------------------- random numbers
-
-// Philox4x32-10 on kLanes independent counters (c0[l], c1[l], step, c3[l]): the same
-// arithmetic as philox4x32_10 in common/philox.h, written lane-parallel.
-EBM_INLINE void philox_lanes(const uint32_t* c0_in, const uint32_t* c1_in, uint32_t step,
-                             const uint32_t* c3_in, uint32_t k0, uint32_t k1, float* out) {
-  uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    c0[l] = c0_in[l]; c1[l] = c1_in[l]; c2[l] = step; c3[l] = c3_in[l];
-  }
-  for (int r = 0; r < 10; ++r) {
-    for (int l = 0; l < kLanes; ++l) {
-      const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c0[l];
-      const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c2[l];
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
-      c1[l] = static_cast<uint32_t>(p1);
-      c3[l] = static_cast<uint32_t>(p0);
-      c0[l] = n0;
-      c2[l] = n2;
-    }
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-  }
-  for (int l = 0; l < kLanes; ++l) {
-    out[4 * l + 0] = philox_word_to_uniform(c0[l]);
-    out[4 * l + 1] = philox_word_to_uniform(c1[l]);
-    out[4 * l + 2] = philox_word_to_uniform(c2[l]);
-    out[4 * l + 3] = philox_word_to_uniform(c3[l]);
-  }
-}
-
-// The same sixteen lanes with explicit mul_epu32 (one 32x32->64 multiply per lane pair,
-// where the compiler's version zero-extends and uses the 3-uop 64-bit vpmullq: ~2x),
-// chosen once at run time like philox_run.cpp; the portable lanes above are the fallback.
-using LanesFn = void (*)(const uint32_t*, const uint32_t*, uint32_t, const uint32_t*, uint32_t,
-                         uint32_t, float*);
-
-void philox_lanes_portable(const uint32_t* c0, const uint32_t* c1, uint32_t step,
-                           const uint32_t* c3, uint32_t k0, uint32_t k1, float* out) {
-  philox_lanes(c0, c1, step, c3, k0, k1, out);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define EBM_MCMC_X86_LANES 1
-// out[4 l + w] = uniform of word w of lane l, from the four word vectors
-__attribute__((target("avx512f"))) void philox_lanes_avx512(
-    const uint32_t* c0_in, const uint32_t* c1_in, uint32_t step, const uint32_t* c3_in,
-    uint32_t k0, uint32_t k1, float* out) {
-  __m512i c0 = _mm512_loadu_si512(c0_in), c1 = _mm512_loadu_si512(c1_in);
-  __m512i c2 = _mm512_set1_epi32(static_cast<int>(step)), c3 = _mm512_loadu_si512(c3_in);
-  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kPhiloxM0));
-  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(kPhiloxM1));
-  for (int r = 0; r < 10; ++r) {
-    const __m512i e0 = _mm512_mul_epu32(c0, m0), o0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);
-    const __m512i e1 = _mm512_mul_epu32(c2, m1), o1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);
-    const __m512i lo0 = _mm512_mask_blend_epi32(0xAAAA, e0, _mm512_slli_epi64(o0, 32));
-    const __m512i hi0 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e0, 32), o0);
-    const __m512i lo1 = _mm512_mask_blend_epi32(0xAAAA, e1, _mm512_slli_epi64(o1, 32));
-    const __m512i hi1 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e1, 32), o1);
-    c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(static_cast<int>(k0)));
-    c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
-    c1 = lo1;
-    c3 = lo0;
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-  }
-  const __m512 scale = _mm512_set1_ps(kTwoPowMinus24);
-  alignas(64) float t[4][16];
-  _mm512_store_ps(t[0], _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c0, 8)), scale));
-  _mm512_store_ps(t[1], _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c1, 8)), scale));
-  _mm512_store_ps(t[2], _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c2, 8)), scale));
-  _mm512_store_ps(t[3], _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c3, 8)), scale));
-  for (int l = 0; l < 16; ++l)
-    for (int w = 0; w < 4; ++w) out[4 * l + w] = t[w][l];
-}
-
-__attribute__((target("avx2"))) void philox_lanes_avx2(
-    const uint32_t* c0_in, const uint32_t* c1_in, uint32_t step, const uint32_t* c3_in,
-    uint32_t k0_init, uint32_t k1_init, float* out) {
-  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
-  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
-  for (int half = 0; half < 2; ++half) {
-    const int o = 8 * half;
-    __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c0_in + o));
-    __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c1_in + o));
-    __m256i c2 = _mm256_set1_epi32(static_cast<int>(step));
-    __m256i c3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c3_in + o));
-    uint32_t k0 = k0_init, k1 = k1_init;
-    for (int r = 0; r < 10; ++r) {
-      const __m256i e0 = _mm256_mul_epu32(c0, m0), o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
-      const __m256i e1 = _mm256_mul_epu32(c2, m1), o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
-      // lo words: even lanes from e (low half), odd lanes from o (low half shifted up)
-      const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
-      const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
-      const __m256i lo1 = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
-      const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
-      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
-      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
-      c1 = lo1;
-      c3 = lo0;
-      k0 += kPhiloxW0;
-      k1 += kPhiloxW1;
-    }
-    const __m256 scale = _mm256_set1_ps(kTwoPowMinus24);
-    alignas(32) float t[4][8];
-    _mm256_store_ps(t[0], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c0, 8)), scale));
-    _mm256_store_ps(t[1], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c1, 8)), scale));
-    _mm256_store_ps(t[2], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c2, 8)), scale));
-    _mm256_store_ps(t[3], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c3, 8)), scale));
-    for (int l = 0; l < 8; ++l)
-      for (int w = 0; w < 4; ++w) out[4 * (o + l) + w] = t[w][l];
-  }
-}
-#endif
-
-// EBMFAST_MCMC_LANES=portable|avx2 forces a narrower implementation (so the tests can
-// check every one against the others on a machine that has them all).
-LanesFn pick_lanes() {
-  const char* force = std::getenv("EBMFAST_MCMC_LANES");
-  const std::string want = force ? force : "";
-  if (want == "portable") return &philox_lanes_portable;
-#ifdef EBM_MCMC_X86_LANES
-  if (want != "avx2" && __builtin_cpu_supports("avx512f")) return &philox_lanes_avx512;
-  if (__builtin_cpu_supports("avx2")) return &philox_lanes_avx2;
-#endif
-  return &philox_lanes_portable;
-}
 
 // cos(2 pi u) for u in [0, 1), branch-free (Cephes sinf/cosf polynomials on [0, pi/4]):
 // fold u to a in [0, 1/4] with cos(2 pi u) = sign * cos(2 pi a), then take
@@ -497,8 +365,6 @@ EBM_INLINE int64_t setup_counters(const ChunkPlan& P, int64_t first, int g, int6
 // the normals into S.z (chain ci's at ci * 2 nbp; the last one is unused for odd d).
 EBM_INLINE void draw_step(const ChunkPlan& P, int64_t first, int g, int64_t nbp, bool accept,
                           uint32_t step, GroupScratch& S) {
-  static const LanesFn lanes = pick_lanes();
-  const uint32_t k0 = static_cast<uint32_t>(P.seed), k1 = static_cast<uint32_t>(P.seed >> 32);
   const int64_t n_blocks = g * nbp + (accept ? g : 0);
   // d >= 8: each chain's proposal blocks are consecutive counters of one (chain, step,
   // stream), the case of the hand-vectorised philox_uniforms; the lane batches then draw
@@ -509,8 +375,8 @@ EBM_INLINE void draw_step(const ChunkPlan& P, int64_t first, int g, int64_t nbp,
       philox_uniforms(P.seed, kStreamProposal, P.chain_offset + static_cast<uint32_t>(first + ci),
                       step, 0, static_cast<int>(nbp), S.uni.data() + 4 * ci * nbp);
   for (int64_t base = runs ? g * nbp : 0; base < n_blocks; base += kLanes)
-    lanes(S.c0.data() + base, S.c1.data() + base, step, S.c3.data() + base, k0, k1,
-          S.uni.data() + 4 * base);
+    philox_lanes16(S.c0.data() + base, S.c1.data() + base, step, S.c3.data() + base, P.seed,
+                   S.uni.data() + 4 * base, false);
   // Normals of the whole group in one flat loop (vectorises across chains for small d).
   const int64_t n_pairs = static_cast<int64_t>(g) * 2 * nbp;
   const float* u = S.uni.data();
