@@ -243,7 +243,10 @@ def random_spins(seed: int, chains: int, n: int, chain_offset: int = 0) -> np.nd
     """+-1 spins with probability 1/2 each from the INIT stream (step 0): unit i of chain c
     is +1 iff u < 1/2."""
     u = _core.philox_uniforms(seed, STREAM_INIT, 0, chains, n, chain_offset)
-    return np.where(u < 0.5, 1, -1).astype(np.int8)
+    s = (u < 0.5).view(np.int8)
+    s *= 2
+    s -= 1
+    return s
 
 
 def _check_spins(S, name: str, shape: tuple) -> np.ndarray:
@@ -363,10 +366,13 @@ def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, b
         from . import _ising_cuda
         run = _ising_cuda.chain_runner(c, clamped, proposal == "gibbs", order == "random", seed)
     else:
-        fields = np.empty((num_reads, n), np.float32)  # handed from chunk to chunk
+        fields = None  # handed from chunk to chunk when there is more than one
         first = [True]
 
         def run(S, betas_chunk, step, want_trace):
+            nonlocal fields
+            if fields is None and betas_chunk.size < num_sweeps:
+                fields = np.empty((num_reads, n), np.float32)
             out = _core.ising_chains(c.h, c.dense, c.indptr, c.indices, c.data, betas_chunk,
                                      proposal == "gibbs", order == "random", clamped, S, seed,
                                      step, 0, want_trace, fields, not first[0])
