@@ -64,13 +64,19 @@ void refresh_fields(const IsingView& P, const int8_t* S, float* F) {
 }
 
 // Fields of every neighbour j of site i move by J_ij * d (d = s_new - s_old per lane), CSR.
-EBM_INLINE void move_fields_csr(const IsingView& P, int64_t i, vf16 d, float* F) {
-  const int32_t* __restrict idx = P.indices;
-  const float* __restrict val = P.data;
-  const int64_t end = P.indptr[i + 1];
-  for (int64_t k = P.indptr[i]; k < end; ++k) {
-    float* f = F + kLanes * idx[k];
-    store16(f, load16(f) + val[k] * d);
+// The CSR arrays as locals: the int8 spin stores may alias anything (char), so pointers
+// read through the view would be reloaded after every store.
+struct Csr {
+  const int64_t* indptr;
+  const int32_t* indices;
+  const float* data;
+};
+
+EBM_INLINE void move_fields_csr(const Csr& G, int64_t i, vf16 d, float* F) {
+  const int64_t end = G.indptr[i + 1];
+  for (int64_t k = G.indptr[i]; k < end; ++k) {
+    float* f = F + kLanes * G.indices[k];
+    store16(f, load16(f) + G.data[k] * d);
   }
 }
 
@@ -146,42 +152,43 @@ template <bool kDense, bool kGibbs>
 EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint32_t step) {
   const IsingView& P = *B.P;
   const uint8_t* clamped = B.plan->clamped;
+  const Csr G{P.indptr, P.indices, P.data};
+  const int64_t n = P.n;
+  const float* J = P.J;
+  float* const F = B.F;
+  int8_t* const S = B.S;
   vi16 valid = {}, count = {};
   for (int l = 0; l < kLanes; ++l) valid[l] = l < B.lanes ? -1 : 0;
   alignas(64) float u[kSiteBlock * kLanes];  // u + 16 (i - i0): the 16 chains' uniforms of site i
   int32_t site[kSiteBlock];
   vf16 D[kSiteBlock];
-  for (int64_t i0 = 0; i0 < P.n; i0 += kSiteBlock) {
-    const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, P.n);
+  for (int64_t i0 = 0; i0 < n; i0 += kSiteBlock) {
+    const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, n);
     philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(i0 / 4),
                        static_cast<int>((i_end - i0 + 3) / 4), u);
     int m = 0;
     for (int64_t i = i0; i < i_end; ++i) {
       if (clamped != nullptr && clamped[i]) continue;
-      vf16 g;
-      if constexpr (kDense) {
-        g = load16(B.F + kLanes * i);
+      vf16 g = load16(F + kLanes * i);
+      if constexpr (kDense)
         for (int q = 0; q < m; ++q)  // flips earlier in this site block, not yet in F
-          g += P.J[P.n * site[q] + i] * D[q];
-      } else {
-        g = load16(B.F + kLanes * i);
-      }
-      const vf16 s = load_spins(B.S + kLanes * i);
+          g += J[n * site[q] + i] * D[q];
+      const vf16 s = load_spins(S + kLanes * i);
       const vi16 flip = decide<kGibbs>(s, g, load16(u + kLanes * (i - i0)), beta) & valid;
       // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
       // update of a few neighbours is cheaper than the test.
       if (kDense && !any_lane(flip)) continue;
       const vf16 d = flip ? -2.0f * s : vf16{};
-      store_spins(B.S + kLanes * i, s + d);
+      store_spins(S + kLanes * i, s + d);
       count -= flip;
       if constexpr (kDense) {
         site[m] = static_cast<int32_t>(i);
         D[m++] = d;
       } else {
-        move_fields_csr(P, i, d, B.F);
+        move_fields_csr(G, i, d, F);
       }
     }
-    if constexpr (kDense) move_fields_lanes(P, site, D, m, B.F);
+    if constexpr (kDense) move_fields_lanes(P, site, D, m, F);
   }
   for (int l = 0; l < B.lanes; ++l) B.flips[l] += count[l];
 }
