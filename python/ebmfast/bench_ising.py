@@ -184,7 +184,9 @@ def _row(name: str, updates: dict, fns: dict, repeats: int, log, **extra) -> dic
     """Time the callables of one row (interleaved), turn medians into updates/ns."""
     fns = {k: v for k, v in fns.items() if v is not None}
     snap = _cpu_snapshot()
-    cells = time_cell(fns, repeats, warmup=1, warmup_s=0.0, rounds=2 if repeats > 2 else 1,
+    # >= 0.3 s of warm-up per round: the BLAS threads a NumPy baseline woke spin ~0.1 s
+    cells = time_cell(fns, repeats, warmup=1, warmup_s=0.0 if repeats <= 3 else 0.6,
+                      rounds=2 if repeats > 2 else 1,
                       slow_repeats={k: (None if k == "ebmfast" else 3) for k in fns})
     other = _other_cpu(snap, _cpu_snapshot())
     rate = {k: updates[k] / (c["median_ms"] * 1e-3) / 1e9 for k, c in cells.items()}
