@@ -404,3 +404,26 @@ def test_philox_lane_implementations_agree(impl):
     b = ef.sample_ising(np.zeros(40), J, num_reads=37, num_sweeps=6, seed=3, order="random", proposal="gibbs")
     want = a.samples.tobytes() + b.samples.tobytes()
     assert out.stdout[-len(want):] == want
+
+
+def test_traces_feed_the_diagnostics():
+    """The energy traces of both samplers are (n_sweeps, n_chains) arrays the MCMC
+    diagnostics take as they are: chains started apart mix (split-R-hat near 1 after
+    burn-in) and the integrated autocorrelation time is finite and >= ~1."""
+    r = ef.IsingLattice2D(32).sample(0.3, 600, n_chains=8, seed=4)
+    tail = r.energy[100:]
+    tau = ef.diagnostics.integrated_autocorr_time(tail)
+    assert np.all(np.isfinite(tau)) and np.all(tau > 0.5) and np.all(tau < 50)
+    assert ef.diagnostics.split_rhat(tail).item() < 1.05
+    rng = np.random.default_rng(2)
+    Ju, h = random_dense(30, rng, 0.2)
+    s = ef.sample_ising(h, Ju, num_reads=8, num_sweeps=300, beta_range=1.0, seed=1, trace=True)
+    ess = ef.diagnostics.effective_sample_size(s.info["energy_trace"][50:])
+    assert 10 < float(np.asarray(ess).sum()) <= 8 * 250 * 1.5
+
+
+def test_progress_bars(capsys):
+    ef.sample_ising(np.zeros(5), {(0, 1): 1.0}, num_reads=3, num_sweeps=4, seed=1, progress=True)
+    ef.IsingLattice2D(8).sample(0.4, 3, seed=1, progress=True)
+    err = capsys.readouterr().err
+    assert "sample_ising" in err and "Ising 8x8" in err
