@@ -171,18 +171,41 @@ __global__ void lattice_half_sweep(LatticeArgs a) {
 }
 
 // Per chain: sum over colour-0 sites of s * (four neighbours) and sum of s over all sites.
+// Each warp reduces its sites with shuffles and adds once per chain it touches, not once
+// per site (blockDim is a multiple of 32, so every warp is full).
 __global__ void lattice_sums(const int8_t* S_all, int64_t chains, int64_t L, long long* bonds,
                              long long* magnet) {
   const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (tid >= chains * L * L) return;
-  const int64_t ch = tid / (L * L), r = tid % (L * L), i = r / L, j = r % L;
-  const int8_t* S = S_all + ch * L * L;
-  const int s = S[r];
-  atomicAdd(reinterpret_cast<unsigned long long*>(magnet + ch), static_cast<unsigned long long>(static_cast<long long>(s)));
-  if (((i + j) & 1) == 0) {
-    const int nb = S[((i + L - 1) % L) * L + j] + S[((i + 1) % L) * L + j] +
-                   S[i * L + (j + L - 1) % L] + S[i * L + (j + 1) % L];
-    atomicAdd(reinterpret_cast<unsigned long long*>(bonds + ch), static_cast<unsigned long long>(static_cast<long long>(s * nb)));
+  const int64_t total = chains * L * L;
+  int b = 0, m = 0;
+  int64_t ch = -1;
+  if (tid < total) {
+    ch = tid / (L * L);
+    const int64_t r = tid % (L * L), i = r / L, j = r % L;
+    const int8_t* S = S_all + ch * L * L;
+    const int s = S[r];
+    m = s;
+    if (((i + j) & 1) == 0)
+      b = s * (S[((i + L - 1) % L) * L + j] + S[((i + 1) % L) * L + j] +
+               S[i * L + (j + L - 1) % L] + S[i * L + (j + 1) % L]);
+  }
+  // One round per chain present in the warp (one or two unless L*L < 32).
+  const unsigned full = 0xffffffffu;
+  int64_t todo = ch;
+  while (__any_sync(full, todo >= 0)) {
+    const int leader = __ffs(__ballot_sync(full, todo >= 0)) - 1;
+    const int64_t target = __shfl_sync(full, todo, leader);
+    const bool mine = todo == target;
+    int bb = mine ? b : 0, mm = mine ? m : 0;
+    for (int off = 16; off > 0; off >>= 1) {
+      bb += __shfl_down_sync(full, bb, off);
+      mm += __shfl_down_sync(full, mm, off);
+    }
+    if ((threadIdx.x & 31u) == 0) {
+      atomicAdd(reinterpret_cast<unsigned long long*>(bonds + target), static_cast<unsigned long long>(static_cast<long long>(bb)));
+      atomicAdd(reinterpret_cast<unsigned long long*>(magnet + target), static_cast<unsigned long long>(static_cast<long long>(mm)));
+    }
+    if (mine) todo = -1;
   }
 }
 
