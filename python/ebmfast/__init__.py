@@ -42,6 +42,7 @@ def build_info() -> dict:
 from . import datasets, estimators, reference  # noqa: E402
 from .rbm import RBM  # noqa: E402
 from .ising import IsingLattice2D, sample_ising  # noqa: E402
+from .bm import BoltzmannMachine  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
@@ -53,7 +54,7 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ += ["IsingLattice2D", "sample_ising"]
+__all__ += ["IsingLattice2D", "sample_ising", "BoltzmannMachine"]
 __all__ += ["RBM", "datasets", "estimators", "reference", "set_num_threads", "get_num_threads"]
 
 # --- continuous chains (mcmc) and diagnostics

@@ -1,0 +1,370 @@
+"""The Boltzmann machine of the lectures: binary units y in {0,1}, fully connected visible
+(+ optional one-hot label) + hidden units, E(y) = -sum_{i<j} w_ij y_i y_j - sum_i b_i y_i.
+
+Sampling runs on the spin-chain kernel of ``ising.py``: with y = (1 + s)/2 the energy is an
+Ising energy in dimod's sign with J_ij = -w_ij/4 and h_i = -b_i/2 - sum_j w_ij/4 (plus a
+constant), and heat-bath sweeps with clamped units are exactly the clamped and free phases
+of Boltzmann learning. Unit order: visible, then label, then hidden.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import _core
+from ._backend import check_float, check_int, check_seed, check_units
+from .reference import STREAM_INIT, STREAM_SHUFFLE, logsumexp
+
+__all__ = ["BoltzmannMachine"]
+
+_EXACT_MAX_UNITS = 20
+
+
+def _ising(W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(h, J) of the spin form of a {0,1} BM, float32 for the kernel."""
+    J = (-0.25 * W).astype(np.float32)
+    h = (-0.5 * b - 0.25 * W.sum(axis=1)).astype(np.float32)
+    return h, J
+
+
+def _all_binary(n: int) -> np.ndarray:
+    return ((np.arange(2**n)[:, None] >> np.arange(n)[::-1]) & 1).astype(np.float64)
+
+
+class BoltzmannMachine:
+    """A {0,1} Boltzmann machine with visible, optional label and hidden units.
+
+    Training (``fit``) follows the gradient <y_i y_j>_clamped - <y_i y_j>_free: the clamped
+    phase runs ``clamped_sweeps`` heat-bath sweeps over the hidden units with the data
+    (and labels) fixed, the free phase ``free_sweeps`` sweeps over all units of
+    ``n_chains`` persistent chains (``method="pcd"``) or of chains restarted at the batch
+    (``method="restart"``). Update: velocity = momentum*velocity + lr*(grad - weight_decay*W);
+    W += velocity. ``n_hidden=0`` is the fully visible BM.
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int = 0, *, n_labels: int = 0,
+                 learning_rate: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
+                 batch_size: int = 100, epochs: int = 10, method: str = "pcd",
+                 n_chains: int = 100, clamped_sweeps: int = 5, free_sweeps: int = 1,
+                 seed=None, progress: bool = False):
+        self.n_visible = check_int(n_visible, "n_visible", minimum=1, maximum=2**20)
+        self.n_hidden = check_int(n_hidden, "n_hidden", minimum=0, maximum=2**20)
+        self.n_labels = check_int(n_labels, "n_labels", minimum=0, maximum=2**20)
+        if self.n_labels == 1:
+            raise ValueError("n_labels must be 0 (no labels) or >= 2 (one-hot classes)")
+        self.learning_rate = check_float(learning_rate, "learning_rate", minimum=0.0)
+        self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0)
+        self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.epochs = check_int(epochs, "epochs", minimum=0)
+        if method not in ("pcd", "restart"):
+            raise ValueError(f"method must be 'pcd' or 'restart', got {method!r}")
+        self.method = method
+        self.n_chains = check_int(n_chains, "n_chains", minimum=1)
+        self.clamped_sweeps = check_int(clamped_sweeps, "clamped_sweeps", minimum=1)
+        self.free_sweeps = check_int(free_sweeps, "free_sweeps", minimum=1)
+        self.seed_ = check_seed(seed)
+        self.progress = bool(progress)
+        n = self.n_units
+        self.W = np.zeros((n, n))
+        self.b = np.zeros(n)
+        self._vW = np.zeros((n, n))
+        self._vb = np.zeros(n)
+        self.step_ = 1  # Philox step of the next sweep (step 0: initial states)
+        self.chains_ = None
+        self.epochs_trained_ = 0
+        self.history_: list[dict] = []
+
+    @property
+    def n_units(self) -> int:
+        return self.n_visible + self.n_labels + self.n_hidden
+
+    @property
+    def n_observed(self) -> int:
+        return self.n_visible + self.n_labels
+
+    def __repr__(self) -> str:
+        return (f"BoltzmannMachine(n_visible={self.n_visible}, n_hidden={self.n_hidden}, "
+                f"n_labels={self.n_labels})")
+
+    # ------------------------------------------------------------------ sampling core
+
+    def _random_states(self, rows: int, chain_offset: int = 0) -> np.ndarray:
+        u = _core.philox_uniforms(self.seed_, STREAM_INIT, self.step_, rows, self.n_units, chain_offset)
+        return (u < 0.5).astype(np.float64)
+
+    def _sweeps(self, Y: np.ndarray, betas, clamp: np.ndarray | None) -> np.ndarray:
+        """Heat-bath sweeps of the {0,1} states Y (rows, n_units); clamped units never move.
+        Advances the Philox step by the number of sweeps."""
+        betas = np.ascontiguousarray(np.atleast_1d(np.asarray(betas, np.float32)))
+        h, J = _ising(self.W, self.b)
+        S = np.ascontiguousarray(2 * Y - 1, dtype=np.int8)
+        mask = None if clamp is None else np.ascontiguousarray(clamp, dtype=np.uint8)
+        _core.ising_chains(h, J, None, None, None, betas, True, False, mask, S, self.seed_,
+                           self.step_, 0, False)
+        self.step_ += betas.size
+        return (S > 0).astype(np.float64)
+
+    def _observed_mask(self) -> np.ndarray:
+        m = np.zeros(self.n_units, bool)
+        m[:self.n_observed] = True
+        return m
+
+    # ------------------------------------------------------------------ data
+
+    def _data(self, X, y=None) -> np.ndarray:
+        """(rows, n_observed) {0,1} observed units from X and, with labels, y (class ids)."""
+        X, _ = check_units(X, "X", self.n_visible, binary=True)
+        X = X.astype(np.float64)
+        if self.n_labels == 0:
+            if y is not None:
+                raise ValueError("y given but the model has no label units (n_labels=0)")
+            return X
+        if y is None:
+            raise ValueError(f"y is required: the model has {self.n_labels} label units")
+        y = np.asarray(y)
+        if y.shape != (X.shape[0],) or y.dtype.kind not in "iub":
+            raise ValueError(f"y must be integer class ids of shape ({X.shape[0]},), got {y.dtype} {y.shape}")
+        if y.size and (y.min() < 0 or y.max() >= self.n_labels):
+            raise ValueError(f"y must lie in [0, {self.n_labels}), got range [{y.min()}, {y.max()}]")
+        onehot = np.zeros((X.shape[0], self.n_labels))
+        onehot[np.arange(X.shape[0]), y] = 1.0
+        return np.hstack([X, onehot])
+
+    # ------------------------------------------------------------------ training
+
+    def _clamped_states(self, D: np.ndarray) -> np.ndarray:
+        Y = self._random_states(D.shape[0])
+        Y[:, :self.n_observed] = D
+        if self.n_hidden:
+            Y = self._sweeps(Y, np.ones(self.clamped_sweeps), self._observed_mask())
+        return Y
+
+    def _free_states(self, D: np.ndarray) -> np.ndarray:
+        if self.method == "restart":
+            Y = self._random_states(D.shape[0], chain_offset=2**20)
+            Y[:, :self.n_observed] = D
+        else:
+            if self.chains_ is None:
+                self.chains_ = self._random_states(self.n_chains, chain_offset=2**21)
+            Y = self.chains_
+        Y = self._sweeps(Y, np.ones(self.free_sweeps), None)
+        if self.method == "pcd":
+            self.chains_ = Y
+        return Y
+
+    def gradient(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
+        """Monte-Carlo gradient of the mean log-likelihood: (dW, db) = <y y^T>_clamped -
+        <y y^T>_free (zero diagonal), <y>_clamped - <y>_free. Advances the chains."""
+        return self._gradient(self._data(X, y))
+
+    def _gradient(self, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        P = self._clamped_states(D)
+        Q = self._free_states(D)
+        dW = P.T @ P / P.shape[0] - Q.T @ Q / Q.shape[0]
+        np.fill_diagonal(dW, 0.0)
+        return dW, P.mean(axis=0) - Q.mean(axis=0)
+
+    def _update(self, D: np.ndarray) -> None:
+        dW, db = self._gradient(D)
+        vW = self.momentum * self._vW + self.learning_rate * (dW - self.weight_decay * self.W)
+        vb = self.momentum * self._vb + self.learning_rate * db
+        W, b = self.W + vW, self.b + vb
+        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+            raise FloatingPointError("non-finite parameters (learning rate too large?)")
+        np.fill_diagonal(W, 0.0)
+        self.W, self.b, self._vW, self._vb = 0.5 * (W + W.T), b, vW, vb
+
+    def fit(self, X, y=None) -> "BoltzmannMachine":
+        """``epochs`` epochs of shuffled mini-batches (Philox shuffle stream), continuing
+        from the current parameters. With label units, y holds the class ids."""
+        D = self._data(X, y)
+        n = D.shape[0]
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.epochs, desc="BM fit", unit="epoch")
+        try:
+            for _ in range(self.epochs):
+                t0 = time.perf_counter()
+                keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, self.epochs_trained_ % 2**32, 1, n)[0]
+                order = np.argsort(keys, kind="stable")
+                for start in range(0, n, self.batch_size):
+                    try:
+                        self._update(D[order[start:start + self.batch_size]])
+                    except FloatingPointError as exc:
+                        raise FloatingPointError(f"training diverged in epoch {self.epochs_trained_ + 1}: {exc}") from None
+                self.epochs_trained_ += 1
+                self.history_.append({"epoch": self.epochs_trained_, "seconds": time.perf_counter() - t0})
+                if bar is not None:
+                    bar.set_postfix(epoch=self.epochs_trained_)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self
+
+    # ------------------------------------------------------------------ using the model
+
+    def _temperatures(self, temperature, n_sweeps: int) -> np.ndarray:
+        if np.ndim(temperature) == 0:
+            T = np.full(n_sweeps, check_float(temperature, "temperature", minimum=0.0, open_min=True))
+        else:
+            T = np.asarray(temperature, np.float64)
+            if T.shape != (n_sweeps,) or not np.isfinite(T).all() or np.any(T <= 0):
+                raise ValueError(f"temperature must be a number > 0 or {n_sweeps} finite values > 0")
+        return 1.0 / T
+
+    def sample(self, n_samples: int, n_sweeps: int = 1000, temperature=1.0) -> np.ndarray:
+        """States (n_samples, n_units) {0,1} after n_sweeps heat-bath sweeps from random
+        states; ``temperature`` a number or one value per sweep (annealing)."""
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)
+        betas = self._temperatures(temperature, n_sweeps)
+        Y = self._random_states(n_samples, chain_offset=2**22)
+        return self._sweeps(Y, betas, None) if n_sweeps else Y
+
+    def complete(self, X, mask, n_sweeps: int = 200, average_last: int = 50):
+        """Pattern completion: the units of X (n, n_visible) where ``mask`` (same shape,
+        or one row for all) is True are clamped, the rest (and the hidden units) sampled.
+        Returns (completed visibles {0,1} of the last sweep, marginals of the visibles
+        averaged over the last ``average_last`` sweeps)."""
+        X, _ = check_units(X, "X", self.n_visible, binary=False)
+        mask = np.asarray(mask)
+        if mask.dtype != bool:
+            raise TypeError(f"mask must be boolean, got {mask.dtype}")
+        if mask.shape == (self.n_visible,):
+            mask = np.broadcast_to(mask, X.shape)
+        if mask.shape != X.shape:
+            raise ValueError(f"mask must have shape {X.shape} or ({self.n_visible},), got {mask.shape}")
+        if not np.all((X[mask] == 0) | (X[mask] == 1)):
+            raise ValueError("the clamped (mask True) entries of X must be 0 or 1")
+        n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+        average_last = check_int(average_last, "average_last", minimum=1, maximum=n_sweeps)
+        out = np.empty(X.shape)
+        marg = np.empty(X.shape)
+        # One kernel call per distinct mask (the kernel clamps one set of units per call).
+        uniq, inverse = np.unique(mask, axis=0, return_inverse=True)
+        for k, m in enumerate(uniq):
+            rows = np.nonzero(inverse.ravel() == k)[0]
+            clamp = np.zeros(self.n_units, bool)
+            clamp[:self.n_visible] = m
+            Y = self._random_states(rows.size, chain_offset=2**23)
+            Y[:, :self.n_visible][:, m] = X[rows][:, m]
+            Y = self._sweeps(Y, np.ones(n_sweeps - average_last), clamp) if n_sweeps > average_last else Y
+            acc = np.zeros((rows.size, self.n_visible))
+            for _ in range(average_last):
+                Y = self._sweeps(Y, np.ones(1), clamp)
+                acc += Y[:, :self.n_visible]
+            out[rows] = Y[:, :self.n_visible]
+            marg[rows] = acc / average_last
+        return out, marg
+
+    def _label_energies(self, X: np.ndarray) -> np.ndarray:
+        """-E(x, e_k) for every row and class (no hidden units), float64 (rows, n_labels)."""
+        nv, nl = self.n_visible, self.n_labels
+        Wvl = self.W[:nv, nv:nv + nl]
+        Wvv = self.W[:nv, :nv]
+        base = 0.5 * np.einsum("ri,ij,rj->r", X, Wvv, X) + X @ self.b[:nv]
+        return base[:, None] + X @ Wvl + self.b[nv:nv + nl][None, :]
+
+    def predict_proba(self, X, n_sweeps: int = 200, average_last: int = 100) -> np.ndarray:
+        """p(label | x) (rows, n_labels): exact (a softmax over the classes) without hidden
+        units; otherwise the label units' marginals with x clamped, averaged over the last
+        sweeps and normalised."""
+        if self.n_labels == 0:
+            raise ValueError("the model has no label units (n_labels=0)")
+        X, _ = check_units(X, "X", self.n_visible, binary=True)
+        X = X.astype(np.float64)
+        if self.n_hidden == 0:
+            a = self._label_energies(X)
+            a -= a.max(axis=1, keepdims=True)
+            p = np.exp(a)
+            return p / p.sum(axis=1, keepdims=True)
+        _, marg = self._complete_labels(X, n_sweeps, average_last)
+        s = marg.sum(axis=1, keepdims=True)
+        return np.where(s > 0, marg / np.maximum(s, 1e-300), 1.0 / self.n_labels)
+
+    def _complete_labels(self, X, n_sweeps, average_last):
+        clamp = np.zeros(self.n_units, bool)
+        clamp[:self.n_visible] = True
+        Y = self._random_states(X.shape[0], chain_offset=2**24)
+        Y[:, :self.n_visible] = X
+        if n_sweeps > average_last:
+            Y = self._sweeps(Y, np.ones(n_sweeps - average_last), clamp)
+        acc = np.zeros((X.shape[0], self.n_labels))
+        sl = slice(self.n_visible, self.n_observed)
+        for _ in range(average_last):
+            Y = self._sweeps(Y, np.ones(1), clamp)
+            acc += Y[:, sl]
+        return Y, acc / average_last
+
+    def predict(self, X, **kwargs) -> np.ndarray:
+        return np.argmax(self.predict_proba(X, **kwargs), axis=1)
+
+    def generate(self, label: int, n: int, n_sweeps: int = 1000) -> np.ndarray:
+        """n visible patterns (n, n_visible) sampled with the label units clamped to class
+        ``label``."""
+        if self.n_labels == 0:
+            raise ValueError("the model has no label units (n_labels=0)")
+        label = check_int(label, "label", minimum=0, maximum=self.n_labels - 1)
+        n = check_int(n, "n", minimum=1)
+        n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+        clamp = np.zeros(self.n_units, bool)
+        clamp[self.n_visible:self.n_observed] = True
+        Y = self._random_states(n, chain_offset=2**25)
+        Y[:, self.n_visible:self.n_observed] = 0.0
+        Y[:, self.n_visible + label] = 1.0
+        return self._sweeps(Y, np.ones(n_sweeps), clamp)[:, :self.n_visible]
+
+    # ------------------------------------------------------------------ exact (small models)
+
+    def energy(self, Y) -> np.ndarray:
+        """E(y) = -1/2 y^T W y - b^T y for states Y (rows, n_units), float64."""
+        Y = np.asarray(Y, np.float64)
+        if Y.ndim != 2 or Y.shape[1] != self.n_units:
+            raise ValueError(f"Y must have shape (rows, {self.n_units}), got {Y.shape}")
+        return -0.5 * np.einsum("ri,ij,rj->r", Y, self.W, Y) - Y @ self.b
+
+    def _check_small(self):
+        if self.n_units > _EXACT_MAX_UNITS:
+            raise ValueError(f"exact enumeration needs n_units <= {_EXACT_MAX_UNITS}, got {self.n_units}")
+
+    def log_partition_exact(self) -> float:
+        """log Z by enumerating all 2**n_units states (float64)."""
+        self._check_small()
+        return float(logsumexp(-self.energy(_all_binary(self.n_units))))
+
+    def log_likelihood_exact(self, X, y=None) -> np.ndarray:
+        """log p(observed) per row, the hidden units summed out exactly."""
+        self._check_small()
+        D = self._data(X, y)
+        H = _all_binary(self.n_hidden)
+        logz = self.log_partition_exact()
+        out = np.empty(D.shape[0])
+        for r, d in enumerate(D):
+            Y = np.hstack([np.tile(d, (H.shape[0], 1)), H])
+            out[r] = logsumexp(-self.energy(Y)) - logz
+        return out
+
+    def exact_gradient(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
+        """The exact gradient of the mean log-likelihood (dW, db), by enumeration."""
+        self._check_small()
+        D = self._data(X, y)
+        H = _all_binary(self.n_hidden)
+        pos_W = np.zeros((self.n_units, self.n_units))
+        pos_b = np.zeros(self.n_units)
+        for d in D:
+            Y = np.hstack([np.tile(d, (H.shape[0], 1)), H])
+            e = -self.energy(Y)
+            p = np.exp(e - logsumexp(e))
+            pos_W += (Y * p[:, None]).T @ Y
+            pos_b += p @ Y
+        Yall = _all_binary(self.n_units)
+        e = -self.energy(Yall)
+        p = np.exp(e - logsumexp(e))
+        neg_W = (Yall * p[:, None]).T @ Yall
+        dW = pos_W / D.shape[0] - neg_W
+        np.fill_diagonal(dW, 0.0)
+        return dW, pos_b / D.shape[0] - p @ Yall

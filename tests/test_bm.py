@@ -1,0 +1,151 @@
+"""Boltzmann machine on the spin-chain kernel: sampling against exact enumeration, the
+Monte-Carlo gradient against the exact one, training, completion, labels, bad input."""
+import numpy as np
+import pytest
+
+import ebmfast as ef
+from ebmfast.bm import _all_binary
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+
+def random_bm(n_visible, n_hidden, seed, scale=0.5, **kw):
+    rng = np.random.default_rng(seed)
+    m = ef.BoltzmannMachine(n_visible, n_hidden, seed=seed, **kw)
+    n = m.n_units
+    W = np.triu(rng.standard_normal((n, n)) * scale, 1)
+    m.W = W + W.T
+    m.b = rng.standard_normal(n) * scale
+    return m
+
+
+def chi_square_p(states, probs):
+    n = states.shape[1]
+    idx = (states @ (1 << np.arange(n)[::-1])).astype(np.int64)
+    counts = np.bincount(idx, minlength=2**n)
+    expected = probs * len(states)
+    big = expected >= 5
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    keep = exp > 0
+    return scipy_stats.chi2.sf(((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum(), keep.sum() - 1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 0.7])
+def test_sampling_matches_enumeration(temperature):
+    m = random_bm(6, 4, seed=int(temperature * 10))
+    S = m.sample(20000, n_sweeps=100, temperature=temperature)
+    Y = _all_binary(m.n_units)
+    logp = -m.energy(Y) / temperature
+    p = np.exp(logp - logp.max())
+    # 20000 independent chains after 100 sweeps of a 10-unit model; false failure 1e-4.
+    assert chi_square_p(S, p / p.sum()) > 1e-4
+
+
+def test_monte_carlo_gradient_converges_to_exact():
+    m = random_bm(6, 4, seed=5)
+    X = (np.random.default_rng(1).random((20, 6)) < 0.5).astype(float)
+    gW, gb = m.exact_gradient(X)
+    errors = []
+    for reps in (5, 50, 500):
+        mc = ef.BoltzmannMachine(6, 4, seed=7, n_chains=20 * reps, clamped_sweeps=30,
+                                 free_sweeps=60)
+        mc.W, mc.b = m.W.copy(), m.b.copy()
+        dW, db = mc.gradient(np.repeat(X, reps, axis=0))
+        errors.append(max(np.abs(dW - gW).max(), np.abs(db - gb).max()))
+        # Each entry is a difference of two means of {0,1} products over N = 20 reps samples
+        # (clamped) and N chains (free): sd <= sqrt(2 * 0.25 / N); 5 sd over ~60 entries
+        # fails with probability < 1e-4.
+        assert errors[-1] < 5 * np.sqrt(0.5 / (20 * reps))
+    assert errors[2] < errors[0]
+
+
+def test_training_raises_exact_log_likelihood():
+    X = ef.datasets.bars_and_stripes(3)
+    m = ef.BoltzmannMachine(9, 6, learning_rate=0.05, batch_size=14, epochs=300, n_chains=100,
+                            free_sweeps=2, seed=3)
+    before = m.log_likelihood_exact(X).mean()
+    m.fit(X)
+    after = m.log_likelihood_exact(X).mean()
+    assert before == pytest.approx(-9 * np.log(2), abs=1e-9)  # W = 0, b = 0: uniform
+    assert after > before + 1.0
+
+
+def test_fully_visible_bm_and_completion():
+    # Two prototypes plus 5% noise: completion of half-hidden patterns must beat chance.
+    rng = np.random.default_rng(4)
+    proto = (rng.random((2, 16)) < 0.5).astype(float)
+    X = proto[rng.integers(0, 2, 600)]
+    X = np.where(rng.random(X.shape) < 0.05, 1 - X, X)
+    m = ef.BoltzmannMachine(16, 0, learning_rate=0.1, batch_size=50, epochs=40, n_chains=100, seed=2)
+    m.fit(X)
+    test = proto[rng.integers(0, 2, 200)]
+    mask = np.zeros(16, bool)
+    mask[:8] = True
+    done, marg = m.complete(test, mask, n_sweeps=100, average_last=50)
+    acc = (done[:, 8:] == test[:, 8:]).mean()
+    # Chance is 0.5; with 1600 completed bits, 0.5 + 5 sd = 0.5625. The noise level of the
+    # data bounds what the model can learn: expect ~0.9.
+    assert acc > 0.75
+    assert np.all(done[:, :8] == test[:, :8])
+    assert marg.shape == test.shape and np.all((marg >= 0) & (marg <= 1))
+
+
+def test_labels_on_digits():
+    X, y = ef.datasets.digits(return_labels=True)
+    y = np.asarray(y)
+    idx = np.random.default_rng(0).permutation(len(X))
+    tr, te = idx[:1400], idx[1400:]
+    m = ef.BoltzmannMachine(64, 0, n_labels=10, learning_rate=0.02, batch_size=50, epochs=10,
+                            n_chains=100, seed=1)
+    m.fit(X[tr], y[tr])
+    proba = m.predict_proba(X[te])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    acc = (proba.argmax(axis=1) == y[te]).mean()
+    assert acc > 0.8  # 10 classes: chance 0.1; measured ~0.87
+    g = m.generate(3, 5, n_sweeps=50)
+    assert g.shape == (5, 64) and set(np.unique(g)) <= {0.0, 1.0}
+
+
+def test_exact_utilities_agree():
+    m = random_bm(5, 3, seed=9)
+    X = (np.random.default_rng(2).random((7, 5)) < 0.5).astype(float)
+    # log-likelihood of all visible patterns sums to one
+    V = _all_binary(5)
+    assert np.exp(m.log_likelihood_exact(V)).sum() == pytest.approx(1.0, abs=1e-10)
+    # exact gradient = finite difference of the mean log-likelihood
+    gW, gb = m.exact_gradient(X)
+    eps = 1e-6
+    m.b[2] += eps
+    up = m.log_likelihood_exact(X).mean()
+    m.b[2] -= 2 * eps
+    down = m.log_likelihood_exact(X).mean()
+    m.b[2] += eps
+    assert (up - down) / (2 * eps) == pytest.approx(gb[2], abs=1e-6)
+    m.W[1, 6] += eps
+    m.W[6, 1] += eps
+    up = m.log_likelihood_exact(X).mean()
+    m.W[1, 6] -= 2 * eps
+    m.W[6, 1] -= 2 * eps
+    down = m.log_likelihood_exact(X).mean()
+    assert (up - down) / (2 * eps) == pytest.approx(gW[1, 6], abs=1e-6)
+
+
+@pytest.mark.parametrize("call,exc", [
+    (lambda: ef.BoltzmannMachine(0), ValueError),
+    (lambda: ef.BoltzmannMachine(4, n_labels=1), ValueError),
+    (lambda: ef.BoltzmannMachine(4, method="cd"), ValueError),
+    (lambda: ef.BoltzmannMachine(4).fit(np.full((3, 4), 0.5)), ValueError),
+    (lambda: ef.BoltzmannMachine(4).fit(np.ones((3, 5))), ValueError),
+    (lambda: ef.BoltzmannMachine(4).fit(np.ones((3, 4)), [0, 1, 0]), ValueError),
+    (lambda: ef.BoltzmannMachine(4, n_labels=2).fit(np.ones((3, 4))), ValueError),
+    (lambda: ef.BoltzmannMachine(4, n_labels=2).fit(np.ones((3, 4)), [0, 2, 1]), ValueError),
+    (lambda: ef.BoltzmannMachine(4).complete(np.ones((2, 4)), np.ones(3, bool)), ValueError),
+    (lambda: ef.BoltzmannMachine(4).complete(np.ones((2, 4)), np.ones(4)), TypeError),
+    (lambda: ef.BoltzmannMachine(4).sample(2, 3, temperature=0.0), ValueError),
+    (lambda: ef.BoltzmannMachine(4).predict(np.ones((2, 4))), ValueError),
+    (lambda: ef.BoltzmannMachine(30).log_partition_exact(), ValueError),
+])
+def test_bad_input(call, exc):
+    with pytest.raises(exc):
+        call()
