@@ -663,6 +663,23 @@ PYBIND11_MODULE(_core, m) {
         "(zero diagonal) or CSR (indptr int64, indices int32, data) of both triangles. `fields` "
         "(float32 [chains, n]) carries the local fields from one call to the next. Returns "
         "(flips per chain, energy after each sweep [n_sweeps, chains] or None).");
+  m.def("gram",
+        [](F32 Y) {
+          require(Y.ndim() == 2, "Y must be 2-D");
+          const int64_t rows = Y.shape(0), n = Y.shape(1);
+          F32 out = new_f32(n, n);
+          const float* y = Y.data();
+          float* o = out.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::gemm_block(true, n, n, rows, 1.0f, y, n, y, n, o, n);
+          }
+          return out;
+        },
+        py::arg("Y"),
+        "Y^T Y (float32) through the module's own single-threaded BLAS: no thread pool "
+        "left spinning beside the OpenMP kernels.");
+
   m.def("ising_energies_csr",
         [](F64 h, I64 indptr, I32 indices, F64 data, I8 S) {
           require(h.ndim() == 1, "h must be 1-D");

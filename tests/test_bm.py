@@ -149,3 +149,11 @@ def test_exact_utilities_agree():
 def test_bad_input(call, exc):
     with pytest.raises(exc):
         call()
+
+
+def test_gram_and_bench_smoke(tmp_path):
+    Y = (np.random.default_rng(0).random((37, 19)) < 0.5).astype(np.float32)
+    np.testing.assert_array_equal(ef._core.gram(Y), Y.T @ Y)
+    from ebmfast.cli import main
+    assert main(["bench", "--suite", "bm", "--smoke", "--out", str(tmp_path)]) == 0
+    assert list(tmp_path.glob("bm_cpu_*.json"))

@@ -162,7 +162,10 @@ class BoltzmannMachine:
     def _gradient(self, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         P = self._clamped_states(D)
         Q = self._free_states(D)
-        dW = P.T @ P / P.shape[0] - Q.T @ Q / Q.shape[0]
+        # The statistics through the module's single-threaded BLAS: NumPy's BLAS threads
+        # would keep spinning on the cores the next kernel call needs.
+        gram = lambda A: _core.gram(np.ascontiguousarray(A, dtype=np.float32)).astype(np.float64)  # noqa: E731
+        dW = gram(P) / P.shape[0] - gram(Q) / Q.shape[0]
         np.fill_diagonal(dW, 0.0)
         return dW, P.mean(axis=0) - Q.mean(axis=0)
 

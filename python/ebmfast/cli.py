@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         "bench", add_help=False,
         help="run a benchmark suite: --suite rbm (default; vs NumPy, scikit-learn, the GEMM "
              "floor), ising (vs NumPy, dwave-samplers, THRML) or mcmc (continuous chains vs "
-             "NumPy); 'ebmfast bench [--suite S] --help' for its options")
+             "NumPy) or bm (Boltzmann-machine training vs NumPy); 'ebmfast bench [--suite S] --help' for "
+             "its options")
     p_info = sub.add_parser("info", help="print build information (CUDA, threads, BLAS)")
     p_info.set_defaults(func=info)
 
@@ -104,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_ising as harness
         elif suite == "mcmc":
             from . import bench_mcmc as harness
+        elif suite == "bm":
+            from . import bench_bm as harness
         else:
-            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising or mcmc)", file=sys.stderr)
+            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc or bm)", file=sys.stderr)
             return 2
         return int(harness.main(rest) or 0)
     args = parser.parse_args(argv)
