@@ -157,3 +157,12 @@ def test_gram_and_bench_smoke(tmp_path):
     from ebmfast.cli import main
     assert main(["bench", "--suite", "bm", "--smoke", "--out", str(tmp_path)]) == 0
     assert list(tmp_path.glob("bm_cpu_*.json"))
+
+
+def test_demo_bm(tmp_path, capsys):
+    from ebmfast.cli import main
+    assert main(["demo", "bm", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    accs = [float(line.split("test accuracy ")[1].split()[0]) for line in out.splitlines() if "test accuracy" in line]
+    assert len(accs) == 2 and min(accs) > 0.8
+    assert (tmp_path / "bm_generated_by_label.png").exists()
