@@ -527,8 +527,9 @@ def _thread_pools() -> list | None:
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    return [{k: d.get(k) for k in ("user_api", "internal_api", "prefix", "num_threads",
-                                    "version", "filepath")} for d in threadpool_info()]
+    # The library's file name only: results are shared, the machine's paths are not.
+    return [{**{k: d.get(k) for k in ("user_api", "internal_api", "prefix", "num_threads", "version")},
+             "library": os.path.basename(d.get("filepath") or "")} for d in threadpool_info()]
 
 
 def _numpy_blas_threads(pools: list | None) -> int | None:
