@@ -42,6 +42,7 @@ def build_info() -> dict:
 from . import datasets, estimators, reference  # noqa: E402
 from .rbm import RBM  # noqa: E402
 from .ising import IsingLattice2D, sample_ising  # noqa: E402
+from .hopfield import Hopfield  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
@@ -54,6 +55,7 @@ def get_num_threads() -> int:
 
 
 __all__ += ["IsingLattice2D", "sample_ising"]
+__all__ += ["Hopfield"]
 __all__ += ["RBM", "datasets", "estimators", "reference", "set_num_threads", "get_num_threads"]
 
 # --- continuous chains (mcmc) and diagnostics
