@@ -219,16 +219,16 @@ class Hopfield:
             W = self._W.astype(np.float64)
         else:
             W = np.zeros((n, n))
-        b = self._b.astype(np.float64) if fit_bias else self._b.astype(np.float64)
+        b = self._b.astype(np.float64)
         order_rng = np.random.Generator(np.random.Philox(seed))
         step = 0
         epochs_run = 0
         for _ in range(epochs):
             epochs_run += 1
             moved = 0
+            perm = order_rng.permutation(K) if batch_size < K else np.arange(K)
             for r0 in range(0, K, batch_size):
-                idx = order_rng.permutation(K)[r0:r0 + batch_size] if batch_size < K else np.arange(K)
-                Pb = P[idx]
+                Pb = P[perm[r0:r0 + batch_size]]
                 W32, b32 = W.astype(np.float32), b.astype(np.float32)
                 Yp = Pb.copy()
                 if dynamics == "async":
