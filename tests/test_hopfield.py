@@ -205,3 +205,157 @@ def test_sync_detects_two_cycle_async_converges():
     a = h.recall(y, mode="async")
     assert a.converged.all() and not a.cycled.any()
     assert h.stable(a.states).all()
+
+
+# ------------------------------------------------------------------ stochastic dynamics
+
+def chi_square_pvalue(samples, probs, states):
+    """Pearson chi-square of sampled states against exact probabilities, bins with expected
+    count < 5 merged into one."""
+    n = states.shape[1]
+    weights = 1 << np.arange(n)[::-1]
+    lookup = np.zeros(1 << n, np.int64)
+    lookup[(states > 0).astype(np.int64) @ weights] = np.arange(len(states))
+    counts = np.bincount(lookup[(samples > 0).astype(np.int64) @ weights], minlength=len(states))
+    expected = probs * len(samples)
+    big = expected >= 5
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    keep = exp > 0
+    stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
+    return scipy_stats.chi2.sf(stat, keep.sum() - 1)
+
+
+def boltzmann(h, T):
+    states = all_spins(h.n_units)
+    logp = -h.energy(states) / T
+    p = np.exp(logp - logp.max())
+    return states, p / p.sum()
+
+
+@pytest.mark.parametrize("T", [0.7, 2.0])
+def test_sampling_matches_enumeration(T):
+    rng = np.random.default_rng(zlib.crc32(f"sample{T}".encode()))
+    n, reads = 10, 20000
+    W, b = random_model(n, rng, scale=0.5, bias=0.5)
+    h = model(W, b)
+    r = h.sample(random_states(reads, n, rng), temperature=T, n_sweeps=100, seed=31)
+    states, p = boltzmann(h, T)
+    # 20000 independent chains, 100 heat-bath sweeps each from a random start (these small
+    # models mix in tens of sweeps). The sign is checked too: p(y) ∝ exp(-E/T) with the
+    # lecture E; h = +b, J = +W instead would be rejected. False-failure rate: 1e-4 per test.
+    assert chi_square_pvalue(r.states, p, states) > 1e-4
+    np.testing.assert_allclose(r.energies, h.energy(r.states), rtol=1e-12)
+
+
+def test_average_last_gives_the_magnetisation():
+    rng = np.random.default_rng(21)
+    n, reads, M = 8, 2000, 40
+    W, b = random_model(n, rng, scale=0.3, bias=1.0)
+    h = model(W, b)
+    r = h.sample(random_states(reads, n, rng), temperature=1.0, n_sweeps=60, average_last=M,
+                 seed=2)
+    states, p = boltzmann(h, 1.0)
+    m_exact = p @ states
+    assert np.abs(m_exact).max() > 0.4  # a wrong sign or a missing bias would be visible
+    # Each chain's time average lies in [-1, 1]: the mean over 2000 independent chains has
+    # standard error <= 1/sqrt(2000) = 0.022 per unit; 5 of them (false failure < 1e-5 per
+    # unit by Hoeffding-free normal approximation) plus a small burn-in bias.
+    np.testing.assert_allclose(r.mean.mean(axis=0), m_exact, atol=0.12)
+    assert r.mean.shape == (reads, n) and np.all(np.abs(r.mean) <= 1)
+
+
+def test_annealing_reaches_exact_ground_state():
+    rng = np.random.default_rng(5)
+    n = 12
+    W, b = random_model(n, rng, scale=1.0, bias=0.2)
+    h = model(W, b)
+    E = h.energy(all_spins(n))
+    E0 = E.min()
+    assert np.sort(E)[1] - E0 > 1e-6  # a unique ground state (b breaks the y -> -y symmetry)
+    r = h.anneal(random_states(64, n, rng), T0=5.0, alpha=0.93, n_sweeps=120, seed=8)
+    assert r.info["temperatures"][0] == 5.0 and r.info["temperatures"][-1] < 0.01
+    assert np.isclose(r.energies.min(), E0, rtol=0, atol=1e-9)
+    assert np.mean(np.isclose(r.energies, E0, atol=1e-9)) >= 0.5
+    # a schedule given as a callable is the same run
+    s = h.sample(random_states(64, n, np.random.default_rng(5)), lambda t: 5.0 * 0.93**t,
+                 n_sweeps=120, seed=8)
+    assert s.info["temperatures"].size == 120
+
+
+def test_sampling_is_reproducible_and_model_seed_moves_on():
+    rng = np.random.default_rng(4)
+    W, b = random_model(20, rng)
+    S = random_states(10, 20, rng)
+    a = model(W, b).sample(S, 1.0, 5, seed=3)
+    c = model(W, b).sample(S, 1.0, 5, seed=3)
+    np.testing.assert_array_equal(a.states, c.states)
+    h = model(W, b)
+    x, y = h.sample(S, 1.0, 5), h.sample(S, 1.0, 5)
+    assert x.info["next_step"] == y.info["step_offset"] and not np.array_equal(x.states, y.states)
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_bad_input():
+    h = ef.Hopfield(4)
+    good = np.array([[1, -1, 1, -1]], np.int8)
+    with pytest.raises(ValueError, match="n_units"):
+        ef.Hopfield(0)
+    with pytest.raises(TypeError, match="n_units"):
+        ef.Hopfield(4.0)
+    with pytest.raises(ValueError, match=r"\+1 and -1"):
+        h.store(np.array([[1, 0, 1, -1]]))
+    with pytest.raises(ValueError, match="patterns"):
+        h.store(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="patterns"):
+        h.store(np.ones((2, 4, 1)))
+    with pytest.raises(TypeError, match="patterns"):
+        h.store(np.array([["a"] * 4]))
+    with pytest.raises(ValueError, match="rule"):
+        h.store(good, rule="storkey")
+    with pytest.raises(ValueError, match="append"):
+        h.store(good, rule="sgd", append=True)
+    with pytest.raises(ValueError, match="learning_rate"):
+        h.store(good, rule="sgd", learning_rate=0.0)
+    with pytest.raises(ValueError, match="dynamics"):
+        h.store(good, rule="sgd", dynamics="metropolis")
+    with pytest.raises(ValueError, match="temperature"):
+        h.store(good, rule="sgd", dynamics="gibbs", temperature=-1.0)
+    A = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.fill_diagonal(A, 0)
+    with pytest.raises(ValueError, match="symmetric"):
+        h.W = A
+    with pytest.raises(ValueError, match="diagonal"):
+        h.W = np.eye(4)
+    with pytest.raises(ValueError, match=r"shape \(4, 4\)"):
+        h.W = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="finite"):
+        h.W = np.full((4, 4), np.nan)
+    with pytest.raises(ValueError, match=r"b must have shape"):
+        h.b = np.zeros(3)
+    assert not h.W.any()  # nothing half-updated
+    with pytest.raises(ValueError, match="mode"):
+        h.recall(good, mode="parallel")
+    with pytest.raises(ValueError, match="order"):
+        h.recall(good, order="shuffled")
+    with pytest.raises(ValueError, match="max_sweeps"):
+        h.recall(good, max_sweeps=-1)
+    with pytest.raises(ValueError, match="states"):
+        h.recall(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="states"):
+        h.recall(np.array([[2, 1, 1, 1]]))
+    with pytest.raises(ValueError, match="temperature"):
+        h.sample(good, temperature=0.0, n_sweeps=3)
+    with pytest.raises(ValueError, match="temperature"):
+        h.sample(good, temperature=np.array([1.0, -2.0]))
+    with pytest.raises(ValueError, match="n_sweeps"):
+        h.sample(good, temperature=1.0)
+    with pytest.raises(ValueError, match="average_last"):
+        h.sample(good, temperature=1.0, n_sweeps=3, average_last=4)
+    with pytest.raises(ValueError, match="T0"):
+        h.anneal(good, T0=0.0, alpha=0.9, n_sweeps=3)
+    with pytest.raises(ValueError, match="alpha"):
+        h.anneal(good, T0=1.0, alpha=1.5, n_sweeps=3)
+    with pytest.raises(ValueError, match="energy"):
+        h.energy()
