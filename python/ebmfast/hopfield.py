@@ -26,19 +26,45 @@ __all__ = ["Hopfield", "RecallResult", "HopfieldSample"]
 _RULES = ("hebbian", "pseudoinverse", "sgd")
 
 
-@dataclass
 class RecallResult:
     """What ``Hopfield.recall`` returns, one entry per cue.
 
     states (m, n) int8 ±1 final states; sweeps (m,) int32 sweeps run before the state was a
     fixed point (0 for a cue that already is one; max_sweeps when it never got there);
     converged (m,) bool fixed point reached; cycled (m,) bool a period-2 cycle was found
-    (sync mode only; always False for async, which cannot cycle); energies (m,) float64."""
-    states: np.ndarray
-    sweeps: np.ndarray
-    converged: np.ndarray
-    cycled: np.ndarray
-    energies: np.ndarray
+    (sync mode only; always False for async, which cannot cycle); energies (m,) float64,
+    computed on first access (a float64 pass over the states costs as much as the recall
+    itself) with the weights of the recall."""
+
+    def __init__(self, states, sweeps, converged, cycled, W, b):
+        self.states = states
+        self.sweeps = sweeps
+        self.converged = converged
+        self.cycled = cycled
+        self._Wb = (W, b)
+        self._energies = None
+
+    @property
+    def energies(self) -> np.ndarray:
+        if self._energies is None:
+            W, b = self._Wb
+            self._energies = _energies(W, b, self.states)
+        return self._energies
+
+    def __repr__(self) -> str:
+        m = self.states.shape[0]
+        return (f"RecallResult({m} cues, converged {int(self.converged.sum())}, "
+                f"cycled {int(self.cycled.sum())}, mean sweeps {float(self.sweeps.mean()) if m else 0:.2f})")
+
+
+def _energies(W: np.ndarray, b: np.ndarray, Y8: np.ndarray) -> np.ndarray:
+    """E = −½ yᵀWy − bᵀy per row of the int8 states, float64, in row chunks."""
+    W64, b64 = W.astype(np.float64), b.astype(np.float64)
+    out = np.empty(Y8.shape[0], np.float64)
+    for r0 in range(0, Y8.shape[0], 1024):
+        Y = Y8[r0:r0 + 1024].astype(np.float64)
+        out[r0:r0 + 1024] = -0.5 * np.einsum("ri,ri->r", Y @ W64, Y) - Y @ b64
+    return out
 
 
 @dataclass
@@ -86,8 +112,31 @@ class Hopfield:
         return f"Hopfield(n_units={self.n_units})"
 
     # ------------------------------------------------------------------ parameters
+    # W and b are held read-only (so that in-place edits cannot break symmetry); assign a
+    # new array to change them.
+    @property
+    def _W(self) -> np.ndarray:
+        return self.__W
+
+    @_W.setter
+    def _W(self, M: np.ndarray) -> None:
+        M = np.ascontiguousarray(M, dtype=np.float32)
+        M.flags.writeable = False
+        self.__W = M
+
+    @property
+    def _b(self) -> np.ndarray:
+        return self.__b
+
+    @_b.setter
+    def _b(self, v: np.ndarray) -> None:
+        v = np.ascontiguousarray(v, dtype=np.float32)
+        v.flags.writeable = False
+        self.__b = v
+
     @property
     def W(self) -> np.ndarray:
+        """(n, n) float32, symmetric, zero diagonal (read-only view; assign to change)."""
         return self._W
 
     @W.setter
@@ -110,6 +159,7 @@ class Hopfield:
 
     @property
     def b(self) -> np.ndarray:
+        """(n,) float32 bias (read-only view; assign to change)."""
         return self._b
 
     @b.setter
@@ -265,9 +315,7 @@ class Hopfield:
             if self.patterns_ is None:
                 raise ValueError("energy() without states needs stored patterns; pass states")
             states = self.patterns_
-        Y = _check_states(states, "states", self.n_units).astype(np.float64)
-        W = self._W.astype(np.float64)
-        return -0.5 * np.einsum("ri,ri->r", Y @ W, Y) - Y @ self._b.astype(np.float64)
+        return _energies(self._W, self._b, _check_states(states, "states", self.n_units))
 
     def stable(self, patterns) -> np.ndarray:
         """Per pattern (m, n) ±1: True when it is a fixed point of asynchronous updates
@@ -312,8 +360,7 @@ class Hopfield:
             if order != "sequential":
                 raise ValueError("order applies to mode='async' only (sync updates every unit at once)")
             S, sweeps, conv, cycled = self._recall_sync(S, max_sweeps)
-        return RecallResult(states=S, sweeps=sweeps, converged=conv, cycled=cycled,
-                            energies=self.energy(S))
+        return RecallResult(S, sweeps, conv, cycled, self._W, self._b)
 
     def _recall_sync(self, S, max_sweeps):
         W = self._W.astype(np.float64)
