@@ -1,12 +1,13 @@
 // Deterministic asynchronous Hopfield recall of many cues at once: y_i <- +1 if z_i > 0,
 // -1 if z_i < 0, unchanged if z_i = 0, with z = W y + b, until a fixed point.
 //
-// The layout of the spin-chain sampler (spin_block.h): sixteen cues per block, spins and
-// fields site-major, the flips of a block of 32 sites merged into one pass over the field
-// rows and skipped when no lane flipped. Recall converges, so after the first sweep or
-// two almost no site flips in any lane: a sweep then costs n vector compares and the field
-// work falls to nearly nothing. A lane leaves the block's active set at the first sweep
-// boundary where it is a fixed point (no site with y_i z_i < 0).
+// The layout of the spin-chain sampler (spin_block.h): sixteen cues per block, spins
+// site-major so that a site's decision is one vector op for all sixteen cues, the flips of
+// a block of 32 sites merged into one pass per lane over its field row (fields lane-major:
+// see lane_fields) and skipped when nothing flipped. Recall converges, so after the first
+// sweep or two almost no site flips in any lane: a sweep then costs n vector compares and
+// the field work falls to nearly nothing. A lane leaves the block's active set at the
+// first sweep boundary where it is a fixed point (no site with y_i z_i < 0).
 #include <algorithm>
 #include "common/philox.h"
 #include "cpu/kernels.h"
@@ -24,26 +25,83 @@ using namespace spin_block;
 // Fields are recomputed from scratch every this many sweeps (bounds float32 drift).
 constexpr int64_t kRefreshSweeps = 32;
 
+// The block's fields are lane-major, F [16][n] (row l = cue c0 + l), unlike its spins
+// (site-major, as in ising_chains): a site's decision reads the sixteen lanes' fields with
+// a strided gather, but a flip then moves only its own lane's field row, contiguously.
+// Recall flips ~10% of the units of a cue in its first sweep, so a site that flips in some
+// lane flips in one or two of the sixteen: moving all sixteen lanes (the sampler's merged
+// dense moves) would do ~8x the work.
+EBM_INLINE vf16 lane_fields(const float* F, int64_t n, int64_t i) {
+  vf16 g;
+  for (int l = 0; l < kLanes; ++l) g[l] = F[n * l + i];
+  return g;
+}
+
+// F = b + S W for the block: S as floats [16][n], one sgemm (W symmetric: S W = (W S^T)^T).
+inline void refresh_fields_lane_major(const IsingView& P, const int8_t* S, float* F) {
+  const int64_t n = P.n;
+  float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int l = 0; l < kLanes; ++l) Sf[n * l + i] = S[kLanes * i + l];
+  gemm_block(false, kLanes, n, n, 1.0f, Sf, n, P.J, n, F, n);
+  for (int l = 0; l < kLanes; ++l)
+    for (int64_t j = 0; j < n; ++j) F[n * l + j] += P.h[j];
+}
+
 // Lanes (as a mask) holding a site with y_i z_i < 0, i.e. not a fixed point.
 EBM_INLINE vi16 unstable_lanes(const int8_t* S, const float* F, int64_t n) {
   vi16 acc = {};
   for (int64_t i = 0; i < n; ++i)
-    acc |= (load_spins(S + kLanes * i) * load16(F + kLanes * i)) < 0.0f;
+    acc |= (load_spins(S + kLanes * i) * lane_fields(F, n, i)) < 0.0f;
   return acc;
 }
 
+// f [n] += sum_q d[q] W[site[q]] for M rows at once (one pass over f).
+template <int M>
+EBM_INLINE void move_row(const float* J, int64_t n, const int32_t* site, const float* d, float* f) {
+  const float* rows[M];
+  for (int q = 0; q < M; ++q) rows[q] = J + n * site[q];
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    vf16 acc = load16(f + j);
+    for (int q = 0; q < M; ++q) acc += d[q] * load16(rows[q] + j);
+    store16(f + j, acc);
+  }
+  for (; j < n; ++j) {
+    float acc = f[j];
+    for (int q = 0; q < M; ++q) acc += d[q] * rows[q][j];
+    f[j] = acc;
+  }
+}
+
+EBM_INLINE void move_row_all(const float* J, int64_t n, const int32_t* site, const float* d, int m, float* f) {
+  int q = 0;
+  for (; q + 4 <= m; q += 4) move_row<4>(J, n, site + q, d + q, f);
+  switch (m - q) {
+    case 1: move_row<1>(J, n, site + q, d + q, f); break;
+    case 2: move_row<2>(J, n, site + q, d + q, f); break;
+    case 3: move_row<3>(J, n, site + q, d + q, f); break;
+    default: break;
+  }
+}
+
 // One sequential sweep 0..n-1 of the lanes in `active`; flips of earlier sites of the same
-// site block are added to a field on the fly, then merged into F in one pass.
+// site block are added to a field on the fly, then each lane's flips are merged into its
+// field row in one pass.
 EBM_INLINE void sweep_sequential(const IsingView& P, int8_t* const S, float* const F, vi16 active) {
   const int64_t n = P.n;
   const float* J = P.J;
   int32_t site[kSiteBlock];
   vf16 D[kSiteBlock];
+  int32_t lane_site[kLanes][kSiteBlock];
+  float lane_d[kLanes][kSiteBlock];
+  int lane_m[kLanes];
   for (int64_t i0 = 0; i0 < n; i0 += kSiteBlock) {
     const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, n);
     int m = 0;
+    for (int l = 0; l < kLanes; ++l) lane_m[l] = 0;
     for (int64_t i = i0; i < i_end; ++i) {
-      vf16 g = load16(F + kLanes * i);
+      vf16 g = lane_fields(F, n, i);
       for (int q = 0; q < m; ++q) g += J[n * site[q] + i] * D[q];
       const vf16 s = load_spins(S + kLanes * i);
       const vi16 flip = ((g * s) < 0.0f) & active;
@@ -52,8 +110,15 @@ EBM_INLINE void sweep_sequential(const IsingView& P, int8_t* const S, float* con
       store_spins(S + kLanes * i, s + d);
       site[m] = static_cast<int32_t>(i);
       D[m++] = d;
+      for (int l = 0; l < kLanes; ++l)
+        if (flip[l]) {
+          lane_site[l][lane_m[l]] = static_cast<int32_t>(i);
+          lane_d[l][lane_m[l]++] = d[l];
+        }
     }
-    move_fields_lanes(P, site, D, m, F);
+    if (m == 0) continue;
+    for (int l = 0; l < kLanes; ++l)
+      if (lane_m[l]) move_row_all(J, n, lane_site[l], lane_d[l], lane_m[l], F + n * l);
   }
 }
 
@@ -72,10 +137,11 @@ EBM_INLINE void sweep_random(const IsingView& P, int8_t* S, float* F, vi16 activ
         const int64_t i = std::min<int64_t>(
             n - 1, static_cast<int64_t>(pick[kLanes * (k - k0) + l] * static_cast<float>(n)));
         int8_t& s = S[kLanes * i + l];
-        if (!(s * F[kLanes * i + l] < 0.0f)) continue;
+        if (!(s * F[n * l + i] < 0.0f)) continue;
         const float d = -2.0f * s;
         s = static_cast<int8_t>(-s);
-        move_fields_lane<true>(P, i, l, d, F);
+        const int32_t si = static_cast<int32_t>(i);
+        move_row<1>(P.J, n, &si, &d, F + n * l);
       }
     }
   }
@@ -86,9 +152,8 @@ EBM_INLINE void recall_block(const IsingView& P, int8_t* S, float* F, int lanes,
                              const RngView& rng, uint32_t chain0, int32_t* sweeps, uint8_t* converged) {
   vi16 active = {};
   for (int l = 0; l < kLanes; ++l) active[l] = l < lanes ? -1 : 0;
-  refresh_fields(P, S, F);
-  for (int64_t t = 0;; ++t) {
-    if (t > 0 && t % kRefreshSweeps == 0) refresh_fields(P, S, F);
+  for (int64_t t = 0;; ++t) {  // F holds the fields of S on entry
+    if (t > 0 && t % kRefreshSweeps == 0) refresh_fields_lane_major(P, S, F);
     const vi16 moving = unstable_lanes(S, F, P.n) & active;
     for (int l = 0; l < lanes; ++l)
       if (active[l] && !moving[l]) {
@@ -127,19 +192,35 @@ EBM_CLONES void recall_block_random(const IsingView& P, int8_t* S, float* F, int
 void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sweeps,
                      bool random_order, const RngView& rng, int32_t* sweeps, uint8_t* converged) {
   const int64_t n = P.n;
-  const int64_t n_blocks = ceil_div(cues, kLanes);
   auto* run = random_order ? &recall_block_random : &recall_block_sequential;
+  // The first fields of a chunk of cues come from one GEMM over 128-row blocks shared out
+  // over the team (far less packing overhead than one thin sgemm per 16 cues); its output
+  // rows are already the blocks' lane-major fields. Rows padded to a whole block are zeros.
+  const int64_t chunk = std::min<int64_t>(ceil_div(cues, kLanes) * kLanes, 4096);
+  float* Sf = scratch<float>(kSlotRecallSpins, static_cast<size_t>(chunk * n));
+  float* F = scratch<float>(kSlotRecallFields, static_cast<size_t>(chunk * n));
+  for (int64_t r0 = 0; r0 < cues; r0 += chunk) {
+    const int64_t rows = std::min<int64_t>(chunk, cues - r0);
+    const int64_t padded = ceil_div(rows, kLanes) * kLanes;
+#pragma omp parallel for schedule(static) if (parallel_worth(rows * n))
+    for (int64_t r = 0; r < padded; ++r)
+      for (int64_t i = 0; i < n; ++i) Sf[r * n + i] = r < rows ? S[(r0 + r) * n + i] : 0.0f;
+    gemm_rows_parallel(false, padded, n, n, 1.0f, Sf, n, P.J, n, F, n);
+    const int64_t n_blocks = padded / kLanes;
 #pragma omp parallel for schedule(dynamic, 1) if (n_blocks > 1)
-  for (int64_t blk = 0; blk < n_blocks; ++blk) {
-    const int64_t c0 = blk * kLanes;
-    const int lanes = static_cast<int>(std::min<int64_t>(kLanes, cues - c0));
-    int8_t* Sb = scratch<int8_t>(kSlotSpinBlock, static_cast<size_t>(kLanes * n));
-    float* Fb = scratch<float>(kSlotFieldBlock, static_cast<size_t>(kLanes * n));
-    gather_block(S, n, c0, lanes, Sb);
-    run(P, Sb, Fb, lanes, max_sweeps, rng, rng.chain_offset + static_cast<uint32_t>(c0),
-        sweeps + c0, converged + c0);
-    for (int l = 0; l < lanes; ++l)
-      for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = Sb[kLanes * i + l];
+    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+      const int64_t c0 = r0 + blk * kLanes;
+      const int lanes = static_cast<int>(std::min<int64_t>(kLanes, cues - c0));
+      float* Fb = F + blk * kLanes * n;
+      for (int l = 0; l < kLanes; ++l)
+        for (int64_t j = 0; j < n; ++j) Fb[n * l + j] += P.h[j];
+      int8_t* Sb = scratch<int8_t>(kSlotSpinBlock, static_cast<size_t>(kLanes * n));
+      gather_block(S, n, c0, lanes, Sb);
+      run(P, Sb, Fb, lanes, max_sweeps, rng, rng.chain_offset + static_cast<uint32_t>(c0),
+          sweeps + c0, converged + c0);
+      for (int l = 0; l < lanes; ++l)
+        for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = Sb[kLanes * i + l];
+    }
   }
 }
 
