@@ -48,6 +48,13 @@ inline void refresh_fields_lane_major(const IsingView& P, const int8_t* S, float
     for (int64_t j = 0; j < n; ++j) F[n * l + j] += P.h[j];
 }
 
+// The lanes of a mask as bits (bit l = lane l).
+EBM_INLINE unsigned lane_bits(vi16 m) {
+  unsigned bits = 0;
+  for (int l = 0; l < kLanes; ++l) bits |= static_cast<unsigned>(m[l] & 1) << l;
+  return bits;
+}
+
 // Lanes (as a mask) holding a site with y_i z_i < 0, i.e. not a fixed point.
 EBM_INLINE vi16 unstable_lanes(const int8_t* S, const float* F, int64_t n) {
   vi16 acc = {};
@@ -88,7 +95,8 @@ EBM_INLINE void move_row_all(const float* J, int64_t n, const int32_t* site, con
 // One sequential sweep 0..n-1 of the lanes in `active`; flips of earlier sites of the same
 // site block are added to a field on the fly, then each lane's flips are merged into its
 // field row in one pass.
-EBM_INLINE void sweep_sequential(const IsingView& P, int8_t* const S, float* const F, vi16 active) {
+// Returns the lanes that flipped at least one spin.
+EBM_INLINE vi16 sweep_sequential(const IsingView& P, int8_t* const S, float* const F, vi16 active) {
   const int64_t n = P.n;
   const float* J = P.J;
   int32_t site[kSiteBlock];
@@ -96,9 +104,11 @@ EBM_INLINE void sweep_sequential(const IsingView& P, int8_t* const S, float* con
   int32_t lane_site[kLanes][kSiteBlock];
   float lane_d[kLanes][kSiteBlock];
   int lane_m[kLanes];
+  vi16 flipped = {};
   for (int64_t i0 = 0; i0 < n; i0 += kSiteBlock) {
     const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, n);
     int m = 0;
+    vi16 moved = {};
     for (int l = 0; l < kLanes; ++l) lane_m[l] = 0;
     for (int64_t i = i0; i < i_end; ++i) {
       vf16 g = lane_fields(F, n, i);
@@ -106,20 +116,25 @@ EBM_INLINE void sweep_sequential(const IsingView& P, int8_t* const S, float* con
       const vf16 s = load_spins(S + kLanes * i);
       const vi16 flip = ((g * s) < 0.0f) & active;
       if (!any_lane(flip)) continue;
+      moved |= flip;
       const vf16 d = flip ? -2.0f * s : vf16{};
       store_spins(S + kLanes * i, s + d);
       site[m] = static_cast<int32_t>(i);
       D[m++] = d;
-      for (int l = 0; l < kLanes; ++l)
-        if (flip[l]) {
-          lane_site[l][lane_m[l]] = static_cast<int32_t>(i);
-          lane_d[l][lane_m[l]++] = d[l];
-        }
+      for (unsigned bits = lane_bits(flip); bits != 0; bits &= bits - 1) {
+        const int l = __builtin_ctz(bits);
+        lane_site[l][lane_m[l]] = static_cast<int32_t>(i);
+        lane_d[l][lane_m[l]++] = d[l];
+      }
     }
     if (m == 0) continue;
-    for (int l = 0; l < kLanes; ++l)
-      if (lane_m[l]) move_row_all(J, n, lane_site[l], lane_d[l], lane_m[l], F + n * l);
+    for (unsigned bits = lane_bits(moved); bits != 0; bits &= bits - 1) {
+      const int l = __builtin_ctz(bits);
+      move_row_all(J, n, lane_site[l], lane_d[l], lane_m[l], F + n * l);
+    }
+    flipped |= moved;
   }
+  return flipped;
 }
 
 // One random-order sweep: visit k goes to site floor(u n), u = unit k of kStreamProposal
@@ -147,27 +162,37 @@ EBM_INLINE void sweep_random(const IsingView& P, int8_t* S, float* F, vi16 activ
   }
 }
 
+// Per lane: sweeps run before the state was a fixed point, and whether it got there.
+// Sequential order needs no separate test after a sweep: a sweep without flips in a lane
+// proves that lane was a fixed point when it began (every site was visited and found
+// stable), so sweeps = the number of sweeps that flipped something. Random order visits
+// sites with replacement and tests every site before each sweep.
 template <bool kRandom>
 EBM_INLINE void recall_block(const IsingView& P, int8_t* S, float* F, int lanes, int64_t max_sweeps,
                              const RngView& rng, uint32_t chain0, int32_t* sweeps, uint8_t* converged) {
   vi16 active = {};
   for (int l = 0; l < kLanes; ++l) active[l] = l < lanes ? -1 : 0;
-  for (int64_t t = 0;; ++t) {  // F holds the fields of S on entry
-    if (t > 0 && t % kRefreshSweeps == 0) refresh_fields_lane_major(P, S, F);
-    const vi16 moving = unstable_lanes(S, F, P.n) & active;
+  auto settle = [&](vi16 moving, int64_t t) {  // lanes of `active` not in `moving` stop at t
     for (int l = 0; l < lanes; ++l)
       if (active[l] && !moving[l]) {
         sweeps[l] = static_cast<int32_t>(t);
         converged[l] = 1;
       }
-    active = moving;
-    if (!any_lane(active)) return;
-    if (t == max_sweeps) break;
-    if constexpr (kRandom)
+    active &= moving;
+  };
+  for (int64_t t = 0; t < max_sweeps; ++t) {  // F holds the fields of S on entry
+    if (t > 0 && t % kRefreshSweeps == 0) refresh_fields_lane_major(P, S, F);
+    if constexpr (kRandom) {
+      settle(unstable_lanes(S, F, P.n), t);
+      if (!any_lane(active)) return;
       sweep_random(P, S, F, active, rng.seed, chain0, rng.step + static_cast<uint32_t>(t));
-    else
-      sweep_sequential(P, S, F, active);
+    } else {
+      settle(sweep_sequential(P, S, F, active), t);
+      if (!any_lane(active)) return;
+    }
   }
+  if (max_sweeps > 0 && max_sweeps % kRefreshSweeps == 0) refresh_fields_lane_major(P, S, F);
+  settle(unstable_lanes(S, F, P.n), max_sweeps);
   for (int l = 0; l < lanes; ++l)
     if (active[l]) {
       sweeps[l] = static_cast<int32_t>(max_sweeps);
