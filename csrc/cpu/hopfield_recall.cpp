@@ -1,10 +1,10 @@
 // Deterministic asynchronous Hopfield recall of many cues at once: y_i <- +1 if z_i > 0,
 // -1 if z_i < 0, unchanged if z_i = 0, with z = W y + b, until a fixed point.
 //
-// The layout of the spin-chain sampler (spin_block.h): sixteen cues per block, spins
-// site-major so that a site's decision is one vector op for all sixteen cues, the flips of
-// a block of 32 sites merged into one pass per lane over its field row (fields lane-major:
-// see lane_fields) and skipped when nothing flipped. Recall converges, so after the first
+// The blocking of the spin-chain sampler (spin_block.h): sixteen cues per block, a site's
+// decision one vector op for all sixteen cues, the flips of a block of 32 sites merged into
+// one pass per lane over its field row and skipped when nothing flipped. Unlike the
+// sampler, spins and fields are lane-major (see lane_fields). Recall converges, so after the first
 // sweep or two almost no site flips in any lane: a sweep then costs n vector compares and
 // the field work falls to nearly nothing. A lane leaves the block's active set at the
 // first sweep boundary where it is a fixed point (no site with y_i z_i < 0).
@@ -37,13 +37,10 @@ EBM_INLINE vf16 lane_fields(const float* F, int64_t n, int64_t i) {
   return g;
 }
 
-// F = b + S W for the block: S as floats [16][n], one sgemm (W symmetric: S W = (W S^T)^T).
-inline void refresh_fields_lane_major(const IsingView& P, const int8_t* S, float* F) {
+// F = b + S W for the block, S [16][n] float spins: one sgemm (W symmetric).
+inline void refresh_fields_lane_major(const IsingView& P, const float* S, float* F) {
   const int64_t n = P.n;
-  float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
-  for (int64_t i = 0; i < n; ++i)
-    for (int l = 0; l < kLanes; ++l) Sf[n * l + i] = S[kLanes * i + l];
-  gemm_block(false, kLanes, n, n, 1.0f, Sf, n, P.J, n, F, n);
+  gemm_block(false, kLanes, n, n, 1.0f, S, n, P.J, n, F, n);
   for (int l = 0; l < kLanes; ++l)
     for (int64_t j = 0; j < n; ++j) F[n * l + j] += P.h[j];
 }
@@ -56,10 +53,16 @@ EBM_INLINE unsigned lane_bits(vi16 m) {
 }
 
 // Lanes (as a mask) holding a site with y_i z_i < 0, i.e. not a fixed point.
-EBM_INLINE vi16 unstable_lanes(const int8_t* S, const float* F, int64_t n) {
+EBM_INLINE vi16 unstable_lanes(const float* S, const float* F, int64_t n) {
   vi16 acc = {};
-  for (int64_t i = 0; i < n; ++i)
-    acc |= (load_spins(S + kLanes * i) * lane_fields(F, n, i)) < 0.0f;
+  for (int l = 0; l < kLanes; ++l) {
+    vi16 row = {};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) row |= (load16(S + n * l + i) * load16(F + n * l + i)) < 0.0f;
+    bool any = any_lane(row);
+    for (; i < n; ++i) any |= S[n * l + i] * F[n * l + i] < 0.0f;
+    acc[l] = any ? -1 : 0;
+  }
   return acc;
 }
 
@@ -96,7 +99,7 @@ EBM_INLINE void move_row_all(const float* J, int64_t n, const int32_t* site, con
 // site block are added to a field on the fly, then each lane's flips are merged into its
 // field row in one pass.
 // Returns the lanes that flipped at least one spin.
-EBM_INLINE vi16 sweep_sequential(const IsingView& P, int8_t* const S, float* const F, vi16 active) {
+EBM_INLINE vi16 sweep_sequential(const IsingView& P, float* const S, float* const F, vi16 active) {
   const int64_t n = P.n;
   const float* J = P.J;
   int32_t site[kSiteBlock];
@@ -113,16 +116,16 @@ EBM_INLINE vi16 sweep_sequential(const IsingView& P, int8_t* const S, float* con
     for (int64_t i = i0; i < i_end; ++i) {
       vf16 g = lane_fields(F, n, i);
       for (int q = 0; q < m; ++q) g += J[n * site[q] + i] * D[q];
-      const vf16 s = load_spins(S + kLanes * i);
+      const vf16 s = lane_fields(S, n, i);
       const vi16 flip = ((g * s) < 0.0f) & active;
       if (!any_lane(flip)) continue;
       moved |= flip;
       const vf16 d = flip ? -2.0f * s : vf16{};
-      store_spins(S + kLanes * i, s + d);
       site[m] = static_cast<int32_t>(i);
       D[m++] = d;
       for (unsigned bits = lane_bits(flip); bits != 0; bits &= bits - 1) {
         const int l = __builtin_ctz(bits);
+        S[n * l + i] = -S[n * l + i];
         lane_site[l][lane_m[l]] = static_cast<int32_t>(i);
         lane_d[l][lane_m[l]++] = d[l];
       }
@@ -139,7 +142,7 @@ EBM_INLINE vi16 sweep_sequential(const IsingView& P, int8_t* const S, float* con
 
 // One random-order sweep: visit k goes to site floor(u n), u = unit k of kStreamProposal
 // at (chain, step), lane by lane (lanes visit different sites).
-EBM_INLINE void sweep_random(const IsingView& P, int8_t* S, float* F, vi16 active, uint64_t seed,
+EBM_INLINE void sweep_random(const IsingView& P, float* S, float* F, vi16 active, uint64_t seed,
                              uint32_t chain0, uint32_t step) {
   const int64_t n = P.n;
   alignas(64) float pick[4 * kLanes];
@@ -151,10 +154,10 @@ EBM_INLINE void sweep_random(const IsingView& P, int8_t* S, float* F, vi16 activ
         if (!active[l]) continue;
         const int64_t i = std::min<int64_t>(
             n - 1, static_cast<int64_t>(pick[kLanes * (k - k0) + l] * static_cast<float>(n)));
-        int8_t& s = S[kLanes * i + l];
+        float& s = S[n * l + i];
         if (!(s * F[n * l + i] < 0.0f)) continue;
         const float d = -2.0f * s;
-        s = static_cast<int8_t>(-s);
+        s = -s;
         const int32_t si = static_cast<int32_t>(i);
         move_row<1>(P.J, n, &si, &d, F + n * l);
       }
@@ -168,7 +171,7 @@ EBM_INLINE void sweep_random(const IsingView& P, int8_t* S, float* F, vi16 activ
 // stable), so sweeps = the number of sweeps that flipped something. Random order visits
 // sites with replacement and tests every site before each sweep.
 template <bool kRandom>
-EBM_INLINE void recall_block(const IsingView& P, int8_t* S, float* F, int lanes, int64_t max_sweeps,
+EBM_INLINE void recall_block(const IsingView& P, float* S, float* F, int lanes, int64_t max_sweeps,
                              const RngView& rng, uint32_t chain0, int32_t* sweeps, uint8_t* converged) {
   vi16 active = {};
   for (int l = 0; l < kLanes; ++l) active[l] = l < lanes ? -1 : 0;
@@ -200,13 +203,13 @@ EBM_INLINE void recall_block(const IsingView& P, int8_t* S, float* F, int lanes,
     }
 }
 
-EBM_CLONES void recall_block_sequential(const IsingView& P, int8_t* S, float* F, int lanes,
+EBM_CLONES void recall_block_sequential(const IsingView& P, float* S, float* F, int lanes,
                                         int64_t max_sweeps, const RngView& rng, uint32_t chain0,
                                         int32_t* sweeps, uint8_t* converged) {
   recall_block<false>(P, S, F, lanes, max_sweeps, rng, chain0, sweeps, converged);
 }
 
-EBM_CLONES void recall_block_random(const IsingView& P, int8_t* S, float* F, int lanes,
+EBM_CLONES void recall_block_random(const IsingView& P, float* S, float* F, int lanes,
                                     int64_t max_sweeps, const RngView& rng, uint32_t chain0,
                                     int32_t* sweeps, uint8_t* converged) {
   recall_block<true>(P, S, F, lanes, max_sweeps, rng, chain0, sweeps, converged);
@@ -220,7 +223,9 @@ void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sw
   auto* run = random_order ? &recall_block_random : &recall_block_sequential;
   // The first fields of a chunk of cues come from one GEMM over 128-row blocks shared out
   // over the team (far less packing overhead than one thin sgemm per 16 cues); its output
-  // rows are already the blocks' lane-major fields. Rows padded to a whole block are zeros.
+  // rows are already the blocks' lane-major fields, and the float spins stay the blocks'
+  // spins (lane-major too: no transposes in or out). Rows padded to a whole block hold
+  // zero spins, which never flip.
   const int64_t chunk = std::min<int64_t>(ceil_div(cues, kLanes) * kLanes, 4096);
   float* Sf = scratch<float>(kSlotRecallSpins, static_cast<size_t>(chunk * n));
   float* F = scratch<float>(kSlotRecallFields, static_cast<size_t>(chunk * n));
@@ -237,14 +242,13 @@ void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sw
       const int64_t c0 = r0 + blk * kLanes;
       const int lanes = static_cast<int>(std::min<int64_t>(kLanes, cues - c0));
       float* Fb = F + blk * kLanes * n;
+      float* Sb = Sf + blk * kLanes * n;
       for (int l = 0; l < kLanes; ++l)
         for (int64_t j = 0; j < n; ++j) Fb[n * l + j] += P.h[j];
-      int8_t* Sb = scratch<int8_t>(kSlotSpinBlock, static_cast<size_t>(kLanes * n));
-      gather_block(S, n, c0, lanes, Sb);
       run(P, Sb, Fb, lanes, max_sweeps, rng, rng.chain_offset + static_cast<uint32_t>(c0),
           sweeps + c0, converged + c0);
       for (int l = 0; l < lanes; ++l)
-        for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = Sb[kLanes * i + l];
+        for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = static_cast<int8_t>(Sb[n * l + i]);
     }
   }
 }

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--cues", type=int, default=10_000)
-    p.add_argument("--numpy-cues", type=int, default=1000, help="cues the NumPy baseline recalls")
+    p.add_argument("--numpy-cues", type=int, default=10_000, help="cues the NumPy baseline recalls")
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"))
