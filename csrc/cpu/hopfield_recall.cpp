@@ -221,30 +221,30 @@ void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sw
                      bool random_order, const RngView& rng, int32_t* sweeps, uint8_t* converged) {
   const int64_t n = P.n;
   auto* run = random_order ? &recall_block_random : &recall_block_sequential;
-  // The first fields of a chunk of cues come from one GEMM over 128-row blocks shared out
-  // over the team (far less packing overhead than one thin sgemm per 16 cues); its output
-  // rows are already the blocks' lane-major fields, and the float spins stay the blocks'
-  // spins (lane-major too: no transposes in or out). Rows padded to a whole block hold
-  // zero spins, which never flip.
-  const int64_t chunk = std::min<int64_t>(ceil_div(cues, kLanes) * kLanes, 4096);
-  float* Sf = scratch<float>(kSlotRecallSpins, static_cast<size_t>(chunk * n));
-  float* F = scratch<float>(kSlotRecallFields, static_cast<size_t>(chunk * n));
-  for (int64_t r0 = 0; r0 < cues; r0 += chunk) {
-    const int64_t rows = std::min<int64_t>(chunk, cues - r0);
+  // Tiles of kTileCues cues, one per task: the tile's spins as floats, its first fields
+  // from one sgemm (a 128-row GEMM packs W once per 128 cues, not per 16), then its blocks
+  // recalled while the tile is still in cache. The GEMM output rows are already the blocks'
+  // lane-major fields and the float spins stay the blocks' spins (no transposes in or out).
+  // Rows padded to a whole block hold zero spins, which never flip.
+  constexpr int64_t kTileCues = 128;
+  const int64_t n_tiles = ceil_div(cues, kTileCues);
+#pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1)
+  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+    const int64_t r0 = tile * kTileCues;
+    const int64_t rows = std::min<int64_t>(kTileCues, cues - r0);
     const int64_t padded = ceil_div(rows, kLanes) * kLanes;
-#pragma omp parallel for schedule(static) if (parallel_worth(rows * n))
+    float* Sf = scratch<float>(kSlotRecallSpins, static_cast<size_t>(padded * n));
+    float* F = scratch<float>(kSlotRecallFields, static_cast<size_t>(padded * n));
     for (int64_t r = 0; r < padded; ++r)
       for (int64_t i = 0; i < n; ++i) Sf[r * n + i] = r < rows ? S[(r0 + r) * n + i] : 0.0f;
-    gemm_rows_parallel(false, padded, n, n, 1.0f, Sf, n, P.J, n, F, n);
-    const int64_t n_blocks = padded / kLanes;
-#pragma omp parallel for schedule(dynamic, 1) if (n_blocks > 1)
-    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    gemm_block(false, padded, n, n, 1.0f, Sf, n, P.J, n, F, n);
+    for (int64_t r = 0; r < padded; ++r)
+      for (int64_t j = 0; j < n; ++j) F[r * n + j] += P.h[j];
+    for (int64_t blk = 0; blk < padded / kLanes; ++blk) {
       const int64_t c0 = r0 + blk * kLanes;
       const int lanes = static_cast<int>(std::min<int64_t>(kLanes, cues - c0));
       float* Fb = F + blk * kLanes * n;
       float* Sb = Sf + blk * kLanes * n;
-      for (int l = 0; l < kLanes; ++l)
-        for (int64_t j = 0; j < n; ++j) Fb[n * l + j] += P.h[j];
       run(P, Sb, Fb, lanes, max_sweeps, rng, rng.chain_offset + static_cast<uint32_t>(c0),
           sweeps + c0, converged + c0);
       for (int l = 0; l < lanes; ++l)
