@@ -335,6 +335,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"b must have shape"):
         h.b = np.zeros(3)
     assert not h.W.any()  # nothing half-updated
+    with pytest.raises(ValueError, match="read-only"):
+        h.W[0, 1] = 1.0  # in-place edits would bypass the symmetry check
     with pytest.raises(ValueError, match="mode"):
         h.recall(good, mode="parallel")
     with pytest.raises(ValueError, match="order"):
