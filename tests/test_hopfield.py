@@ -44,8 +44,8 @@ def all_spins(n):
 # ------------------------------------------------------------------ kernel vs reference
 
 @pytest.mark.parametrize("order", ["sequential", "random"])
-@pytest.mark.parametrize("n", [1, 7, 31, 33, 100])
-@pytest.mark.parametrize("cues", [1, 15, 16, 17, 33])
+@pytest.mark.parametrize("n,cues", [(n, c) for n in (1, 7, 31, 33, 100) for c in (1, 15, 16, 17, 33)]
+                         + [(33, 129), (17, 257)])  # and across the kernel's 128-cue tiles
 def test_recall_matches_reference(cues, n, order):
     rng = np.random.default_rng(zlib.crc32(f"{cues}{n}{order}".encode()))
     W, b = random_model(n, rng)

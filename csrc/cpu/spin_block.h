@@ -1,8 +1,10 @@
-// Blocks of sixteen +-1 spin chains held site-major ([n][16]: lane l = chain c0 + l), the
-// layout shared by the spin-chain sampler (ising_chains.cpp) and Hopfield recall
-// (hopfield_recall.cpp): spin load/store through int32 lanes, the field refresh
-// F = h + J S, and the incremental field moves after flips (dense moves of a site block
-// merged eight rows per pass, CSR moves per site, scalar moves of one lane).
+// Blocks of sixteen +-1 spin chains: lane l of a SIMD register = chain c0 + l. The
+// spin-chain sampler (ising_chains.cpp) holds its blocks site-major ([n][16]) and uses
+// all of this: spin load/store through int32 lanes, the field refresh F = h + J S, the
+// incremental field moves after flips (dense moves of a site block merged eight rows per
+// pass, CSR moves per site, scalar moves of one lane) and the block gather. Hopfield
+// recall (hopfield_recall.cpp) shares the blocking (kLanes, any_lane) but keeps its blocks
+// lane-major: see the note at the top of that file.
 // Header-only: every helper is inlined into the target_clones of its caller.
 #pragma once
 #include <cstdint>
