@@ -33,8 +33,10 @@ EBM_INLINE bool any_lane(vi16 m) {
   return (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0;
 }
 
-// F = h + J S for the whole block (dense: one sgemm; CSR: row by row).
-inline void refresh_fields(const IsingView& P, const int8_t* S, float* F) {
+// F = h + J S for the whole block (dense: one sgemm; CSR: row by row). Not inlined: it
+// runs once per kRefreshSweeps sweeps, and inlined into every clone of the sweep loops it
+// changed their code (ising_chains.cpp compiled as it was before this header existed).
+__attribute__((noinline)) inline void refresh_fields(const IsingView& P, const int8_t* S, float* F) {
   const int64_t n = P.n;
   if (P.J != nullptr) {
     float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
