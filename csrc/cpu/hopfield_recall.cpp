@@ -9,7 +9,9 @@
 // two of sixteen, and the sampler's merged sixteen-lane field moves did ~8x the useful work
 // (measured: 170 ms against 150 ms for the benchmark's 10,000 cues, N = 1024, 2 threads).
 // Instead each cue sweeps by itself: unstable sites are found sixteen at a time with one
-// vector compare, and a flip moves the cue's field row (4 KB at N = 1024, in L1) at once.
+// vector compare, and a flip moves the cue's field row (4 KB at N = 1024, in L1) at once;
+// the sixteen cues of a block walk the sites in step, 64 at a time, so the W rows of
+// their flips are shared through L2.
 // Convergence then costs n/16 compares per cue and sweep. The first GEMM is the floor: the
 // first sweep needs every field of every cue.
 #include <algorithm>
