@@ -361,3 +361,16 @@ def test_bad_input():
         h.anneal(good, T0=1.0, alpha=1.5, n_sweeps=3)
     with pytest.raises(ValueError, match="energy"):
         h.energy()
+
+
+# ------------------------------------------------------------------ benchmark harness
+
+def test_bench_smoke(tmp_path):
+    import json
+
+    from ebmfast import bench_hopfield
+    assert bench_hopfield.main(["--smoke", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("hopfield_cpu_*_t*.json")
+    row = json.loads(path.read_text())["rows"][0]
+    assert row["agreement_with_numpy"] == 1.0  # the NumPy baseline reaches the same states
+    assert set(row["median_ms"]) == {"ebmfast", "numpy", "floor_gemm"}
