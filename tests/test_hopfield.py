@@ -371,6 +371,7 @@ def test_bench_smoke(tmp_path):
     from ebmfast import bench_hopfield
     assert bench_hopfield.main(["--smoke", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("hopfield_cpu_*_t*.json")
+    assert '"/' not in path.read_text()  # no absolute paths of the machine in results
     row = json.loads(path.read_text())["rows"][0]
     assert row["agreement_with_numpy"] == 1.0  # the NumPy baseline reaches the same states
     assert set(row["median_ms"]) == {"ebmfast", "numpy", "floor_gemm"}

@@ -97,6 +97,18 @@ def run(n: int, cues: int, numpy_cues: int, repeats: int, numpy_repeats: int) ->
     return row
 
 
+def portable(x):
+    """The result with every absolute file path cut to its file name (threadpoolctl reports
+    library paths; results are committed and must not carry this machine's layout)."""
+    if isinstance(x, dict):
+        return {k: portable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [portable(v) for v in x]
+    if isinstance(x, str) and x.startswith("/"):
+        return os.path.basename(x)
+    return x
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ebmfast.bench_hopfield", description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
@@ -131,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(args.out, f"hopfield_cpu_{stamp}_t{threads}.json")
     with open(path, "w") as f:
-        f.write(json.dumps(result, indent=1, default=float) + "\n")
+        f.write(json.dumps(portable(result), indent=1, default=float) + "\n")
     print(f"done in {result['elapsed_s']:.1f} s; wrote {path}")
     return 0
 
