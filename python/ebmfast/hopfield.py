@@ -2,8 +2,9 @@
 
 Lecture sign (DESIGN.md §4): E(y) = −½ yᵀWy − bᵀy = −Σ_{i<j} w_ij y_i y_j − Σ_i b_i y_i,
 field z = W y + b. Deterministic recall runs asynchronous updates (compiled kernel,
-``_core.hopfield_recall``: sixteen cues per SIMD block, incremental fields, work falling
-to almost nothing as the cues converge) or synchronous ones (one GEMM per sweep, NumPy).
+``_core.hopfield_recall``: one GEMM for the cues' first fields, then per cue a vector scan
+for unstable units and an incremental field update per flip, so the work falls to almost
+nothing as the cues converge) or synchronous ones (one GEMM per sweep, NumPy).
 Stochastic dynamics — heat-bath Gibbs with P(y_i = +1) = σ(2 z_i / T) — are the spin-chain
 sampler ``sample_ising`` in dimod's sign with h = −b, J = −W, β = 1/T.
 
@@ -208,8 +209,9 @@ class Hopfield:
             vanishes. ``dynamics``: "async" (deterministic sequential sweeps) or "gibbs"
             (heat bath at ``temperature``). ``init``: start from the Hebbian W ("hebbian";
             with deterministic dynamics a zero W never moves), "current" W, or "zeros".
-            ``fit_bias`` also learns b ← b + η(⟨y⟩ − ⟨y′⟩). Stops early after an epoch in
-            which every pattern was a fixed point of the dynamics (info_["epochs_run"]).
+            ``fit_bias`` also learns b ← b + η(⟨y⟩ − ⟨y′⟩). With async dynamics it stops
+            early after an epoch in which every pattern was a fixed point
+            (info_["epochs_run"]); seeds: mini-batch order and Gibbs dynamics.
         """
         if not isinstance(rule, str) or rule not in _RULES:
             raise ValueError(f"rule must be one of {_RULES}, got {rule!r}")
