@@ -1,7 +1,7 @@
 """Hopfield recall benchmark: ebmfast's async recall kernel vs NumPy written the obvious
 way vs a floor, in one run.
 
-    python -m ebmfast.bench_hopfield [--quick] [--threads T]
+    ebmfast bench --suite hopfield [--quick] [--threads T]   (or: python -m ebmfast.bench_hopfield)
 
 The task (the issue's): N = 1024 units, K = 0.05 N random patterns stored with the
 Hebbian rule, 10,000 cues made of the patterns with 10% of their bits flipped, recalled
