@@ -707,6 +707,41 @@ PYBIND11_MODULE(_core, m) {
         py::arg("h"), py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("S"),
         "Exact float64 energies h.s + sum_{i<j} J_ij s_i s_j of int8 spins S (CSR of both triangles).");
 
+  // --- Hopfield
+  m.def("hopfield_recall",
+        [](F32 W, F32 b, I8 S, int64_t max_sweeps, bool random_order, uint64_t seed, int64_t step) {
+          check_2d(W, "W", -1, -1);
+          const int64_t n = W.shape(0);
+          require(n >= 1 && W.shape(1) == n, "W must be square (n, n) with n >= 1");
+          check_1d(b, "b", n);
+          require(S.ndim() == 2 && S.shape(1) == n, "S must have shape (cues, n)");
+          require(S.writeable(), "S must be writeable");
+          require(max_sweeps >= 0, "max_sweeps must be >= 0");
+          const int64_t cues = S.shape(0);
+          // Padding lanes of the last block draw chains up to the next multiple of 16.
+          const ebm::RngView r = rng_view(seed, step, 0, (cues + 15) / 16 * 16);
+          check_u32(step + max_sweeps, "step + max_sweeps");
+          ebm::IsingView P;
+          P.n = n;
+          P.h = b.data();
+          P.J = W.data();
+          I32 sweeps(cues);
+          U8 converged(cues);
+          int8_t* s = S.mutable_data();
+          int32_t* sw = sweeps.mutable_data();
+          uint8_t* cv = converged.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::hopfield_recall(P, s, cues, max_sweeps, random_order, r, sw, cv);
+          }
+          return py::make_tuple(sweeps, converged);
+        },
+        py::arg("W"), py::arg("b"), py::arg("S").noconvert(), py::arg("max_sweeps"),
+        py::arg("random_order"), py::arg("seed"), py::arg("step"),
+        "Asynchronous Hopfield recall of the cues S (int8 +-1 [cues, n], in place) under "
+        "z = W y + b (W float32 symmetric, zero diagonal). Returns (sweeps int32, converged "
+        "uint8) per cue.");
+
   m.def("lattice_sweeps",
         [](I8 S, float J, float h, F32 betas, bool gibbs, uint64_t seed, int64_t step,
            int64_t chain_offset, bool trace) {

@@ -111,6 +111,16 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
 void ising_energies_csr(int64_t n, const double* h, const int64_t* indptr, const int32_t* indices,
                         const double* data, const int8_t* S, int64_t chains, double* out);
 
+// --- Hopfield recall (hopfield_recall.cpp)
+// Deterministic asynchronous recall of the cues S [cues, n] (+-1 int8, in place) under
+// z = J s + h with P.J dense symmetric (zero diagonal): y_i <- sign(z_i), unchanged where
+// z_i = 0. Sequential order visits 0..n-1; random order makes n visits per sweep, visit k
+// of sweep t going to site floor(u n) with u = unit k of kStreamProposal at (chain_offset +
+// cue, rng.step + t). Before each sweep, cues at a fixed point stop: sweeps [cues] (w) =
+// sweeps run before the fixed point (max_sweeps if none), converged [cues] (w) 1 or 0.
+void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sweeps,
+                     bool random_order, const RngView& rng, int32_t* sweeps, uint8_t* converged);
+
 // --- 2-D lattice (ising_lattice.cpp)
 // Checkerboard sweeps of S [chains, L, L] (+-1 int8, in place, L even) for E = -J sum_<ij>
 // s_i s_j - h sum s_i. Half-sweep c (colour (i + j) % 2 == c) of sweep t uses step

@@ -38,6 +38,8 @@ enum Slot : int {
   kSlotSpinFloat,      // ising_chains: the spins as floats for the dense field refresh
   kSlotLatticeUniforms, // ising_lattice: uniforms of one row (per OpenMP thread)
   kSlotLatticeRow,     // ising_lattice: a neighbour row with its periodic ends
+  kSlotRecallSpins,    // hopfield_recall: a tile of cues as floats (per OpenMP thread)
+  kSlotRecallFields,   // hopfield_recall: their fields, lane-major blocks
   kSlotCount
 };
 

@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "bench", add_help=False,
         help="run a benchmark suite: --suite rbm (default; vs NumPy, scikit-learn, the GEMM "
-             "floor), ising (vs NumPy, dwave-samplers, THRML) or mcmc (continuous chains vs "
-             "NumPy) or bm (Boltzmann-machine training vs NumPy); 'ebmfast bench [--suite S] --help' for "
-             "its options")
+             "floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
+             "NumPy), bm (Boltzmann-machine training vs NumPy) or hopfield (async recall vs "
+             "NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
     p_info = sub.add_parser("info", help="print build information (CUDA, threads, BLAS)")
     p_info.set_defaults(func=info)
 
@@ -157,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_mcmc as harness
         elif suite == "bm":
             from . import bench_bm as harness
+        elif suite == "hopfield":
+            from . import bench_hopfield as harness
         else:
-            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc or bm)", file=sys.stderr)
+            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm or hopfield)",
+                  file=sys.stderr)
             return 2
         return int(harness.main(rest) or 0)
     args = parser.parse_args(argv)

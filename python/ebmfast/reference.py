@@ -501,3 +501,66 @@ def mcmc_chains(sampler: str, energy_grad, X0, step_size, n_steps: int, seed: in
                 samples[k // thin] = x
                 energies[k // thin] = e_x
     return ChainRun(samples, energies, x, eps, n_accept, accepted)
+
+
+# --------------------------------------------------------------------------- Hopfield
+# Spins +-1, lecture sign: E(y) = -1/2 y^T W y - b.y with W symmetric, zero diagonal; the
+# field z = W y + b. Asynchronous updates y_i <- +1 if z_i > 0, -1 if z_i < 0, unchanged if
+# z_i = 0 (each flip lowers E by 2 |z_i|, so async recall always reaches a fixed point).
+
+def hopfield_energy(W, b, Y) -> np.ndarray:
+    """E(y) = -1/2 y^T W y - b.y per row of Y, float64."""
+    Y = np.asarray(Y, np.float64)
+    return -0.5 * np.einsum("ri,ri->r", Y @ np.asarray(W, np.float64), Y) - Y @ np.asarray(b, np.float64)
+
+
+def hopfield_hebbian(patterns) -> np.ndarray:
+    """W = (1/K) sum_p y_p y_p^T with a zero diagonal, patterns (K, n) +-1."""
+    Y = np.asarray(patterns, np.float64)
+    W = Y.T @ Y / Y.shape[0]
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
+def hopfield_pseudoinverse(patterns) -> np.ndarray:
+    """Projection rule W = Y^T (Y Y^T)^+ Y (the projector onto the span of the patterns),
+    zero diagonal."""
+    Y = np.asarray(patterns, np.float64)
+    W = Y.T @ np.linalg.pinv(Y @ Y.T) @ Y
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
+def hopfield_recall(W, b, Y, max_sweeps: int, *, random_order: bool = False, seed: int = 0,
+                    step: int = 0):
+    """Asynchronous recall of the cues Y (rows, +-1). Before each sweep a cue that is a fixed
+    point (no y_i z_i < 0) stops; otherwise sweep t visits 0..n-1 (sequential) or n sites
+    floor(u n), u = unit k of STREAM_PROPOSAL at (cue, step + t), float32 product (random).
+    Returns (Y int8, sweeps int32, converged bool) per cue."""
+    W = np.asarray(W, np.float64)
+    b = np.asarray(b, np.float64)
+    Y = np.array(Y, dtype=np.float64)
+    rows, n = Y.shape
+    Z = Y @ W + b
+    r = np.arange(rows)
+    active = np.ones(rows, bool)
+    sweeps = np.full(rows, max_sweeps, np.int32)
+    converged = np.zeros(rows, bool)
+    for t in range(max_sweeps + 1):
+        stop = active & ~np.any(Y * Z < 0, axis=1)
+        sweeps[stop] = t
+        converged[stop] = True
+        active &= ~stop
+        if not active.any() or t == max_sweeps:
+            break
+        if random_order:
+            picks = uniform_grid(seed, STREAM_PROPOSAL, step + t, rows, n)
+            sites = np.minimum(n - 1, (picks * np.float32(n)).astype(np.int64))
+        for k in range(n):
+            i = sites[:, k] if random_order else np.full(rows, k)
+            y, z = Y[r, i], Z[r, i]
+            flip = active & (y * z < 0)
+            d = np.where(flip, -2.0 * y, 0.0)
+            Y[r, i] += d
+            Z += d[:, None] * W[i]
+    return Y.astype(np.int8), sweeps, converged
