@@ -375,3 +375,13 @@ def test_bench_smoke(tmp_path):
     row = json.loads(path.read_text())["rows"][0]
     assert row["agreement_with_numpy"] == 1.0  # the NumPy baseline reaches the same states
     assert set(row["median_ms"]) == {"ebmfast", "numpy", "floor_gemm"}
+
+
+def test_demo_hopfield(tmp_path, capsys):
+    from ebmfast.cli import main
+    assert main(["demo", "hopfield", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # the pseudoinverse rule stores the ten correlated digit prototypes; Hebbian cannot
+    assert "pseudoinverse rule: 100% of the 10 digits recalled exactly, 10/10" in out
+    assert "hebbian rule: 0% of the 10 digits recalled exactly" in out
+    assert (tmp_path / "hopfield_recall.png").exists() and (tmp_path / "hopfield_capacity.png").exists()
