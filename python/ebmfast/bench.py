@@ -571,6 +571,28 @@ def _environment(threads: int) -> dict:
 # --------------------------------------------------------------------------- driver
 
 
+def portable(x):
+    """The result with every absolute file path cut to its file name: results are
+    committed and must not carry this machine's layout."""
+    if isinstance(x, dict):
+        return {k: portable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [portable(v) for v in x]
+    if isinstance(x, str) and x.startswith("/"):
+        return os.path.basename(x)
+    return x
+
+
+def write_results(result: dict, out_dir: str, suite: str, threads: int) -> str:
+    """Write a suite's JSON as <out_dir>/<suite>_cpu_<time>_t<threads>.json; returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(out_dir, f"{suite}_cpu_{stamp}_t{threads}.json")
+    with open(path, "w") as f:
+        f.write(json.dumps(portable(result), indent=1, default=float) + "\n")
+    return path
+
+
 def _ratio(num: float | None, den: float | None) -> float | None:
     if num is None or den is None or den <= 0:
         return None

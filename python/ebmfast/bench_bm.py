@@ -10,8 +10,6 @@ JSON goes to benchmarks/results/bm_cpu_<time>_t<threads>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
 import sys
 import time
@@ -19,7 +17,7 @@ import time
 import numpy as np
 
 import ebmfast
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell
+from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, write_results
 
 SEED = 1234
 
@@ -108,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     result["settings"] = {"repeats": args.repeats, "smoke": args.smoke, "seed": SEED}
     result["elapsed_s"] = time.perf_counter() - t0
     result["rows"] = rows
-    os.makedirs(args.out, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(args.out, f"bm_cpu_{stamp}_t{threads}.json")
-    with open(path, "w") as f:
-        f.write(json.dumps(result, indent=1, default=float) + "\n")
+    path = write_results(result, args.out, "bm", threads)
     print(f"wrote {path}")
     return 0
 

@@ -15,8 +15,6 @@ JSON goes to benchmarks/results/hopfield_cpu_<time>_t<threads>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
 import sys
 import time
@@ -24,7 +22,7 @@ import time
 import numpy as np
 
 import ebmfast
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell
+from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, write_results
 
 SEED = 1234
 
@@ -97,18 +95,6 @@ def run(n: int, cues: int, numpy_cues: int, repeats: int, numpy_repeats: int) ->
     return row
 
 
-def portable(x):
-    """The result with every absolute file path cut to its file name (threadpoolctl reports
-    library paths; results are committed and must not carry this machine's layout)."""
-    if isinstance(x, dict):
-        return {k: portable(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [portable(v) for v in x]
-    if isinstance(x, str) and x.startswith("/"):
-        return os.path.basename(x)
-    return x
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ebmfast.bench_hopfield", description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
@@ -139,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                           "smoke": args.smoke, "seed": SEED}
     result["elapsed_s"] = time.perf_counter() - t0
     result["rows"] = rows
-    os.makedirs(args.out, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(args.out, f"hopfield_cpu_{stamp}_t{threads}.json")
-    with open(path, "w") as f:
-        f.write(json.dumps(portable(result), indent=1, default=float) + "\n")
+    path = write_results(result, args.out, "hopfield", threads)
     print(f"done in {result['elapsed_s']:.1f} s; wrote {path}")
     return 0
 

@@ -11,8 +11,6 @@ sweep count and schedule. JSON goes to benchmarks/results/ising_cpu_<time>_t<thr
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
 import sys
 import time
@@ -21,7 +19,7 @@ import numpy as np
 
 import ebmfast
 from ebmfast import _core
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell
+from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, write_results
 from ebmfast.ising import _couplings
 from ebmfast.reference import STREAM_ACCEPT
 
@@ -305,12 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                           "peers": not args.no_peers, "seed": SEED}
     result["elapsed_s"] = time.perf_counter() - t0
     result["rows"] = rows
-    os.makedirs(args.out, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(args.out, f"ising_cpu_{stamp}_t{threads}.json")
-    text = json.dumps(result, indent=1, default=float)
-    with open(path, "w") as f:
-        f.write(text + "\n")
+    path = write_results(result, args.out, "ising", threads)
     print(f"done in {result['elapsed_s']:.1f} s; wrote {path}")
     return 0
 

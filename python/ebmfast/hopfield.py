@@ -222,7 +222,6 @@ class Hopfield:
             raise ValueError("patterns must hold at least one pattern")
         if append and rule != "hebbian":
             raise ValueError("append=True is supported for rule='hebbian' only")
-        n = self.n_units
         Y = P.astype(np.float64)
         if rule == "hebbian":
             C = Y.T @ Y
