@@ -81,22 +81,19 @@ def _as_float_array(x, name: str, ndim: int) -> np.ndarray:
 
 def _csr_from_pairs(n: int, i: np.ndarray, j: np.ndarray, v: np.ndarray) -> tuple:
     """Symmetric CSR (both triangles) from pair couplings (i, j, v), duplicates summed."""
-    lo, hi = np.minimum(i, j), np.maximum(i, j)
-    key = lo * n + hi
+    key = np.minimum(i, j) * n + np.maximum(i, j)
     uniq, inv = np.unique(key, return_inverse=True)
-    vals = np.zeros(uniq.size, np.float64)
-    np.add.at(vals, inv, v)
+    vals = np.bincount(inv.ravel(), weights=v, minlength=uniq.size)
     keep = vals != 0.0
     uniq, vals = uniq[keep], vals[keep]
     a, b = uniq // n, uniq % n
     rows = np.concatenate([a, b])
     cols = np.concatenate([b, a])
-    vv = np.concatenate([vals, vals])
-    order = np.lexsort((cols, rows))
-    rows, cols, vv = rows[order], cols[order], vv[order]
+    order = np.argsort(rows * n + cols)
+    rows, cols, vv = rows[order], cols[order], np.concatenate([vals, vals])[order]
     indptr = np.zeros(n + 1, np.int64)
-    np.add.at(indptr, rows + 1, 1)
-    return np.cumsum(indptr), cols.astype(np.int32), vv
+    indptr[1:] = np.cumsum(np.bincount(rows, minlength=n))
+    return indptr, cols.astype(np.int32), vv
 
 
 def _symmetric_from_square(M: np.ndarray, name: str) -> np.ndarray:
