@@ -131,6 +131,20 @@ PYBIND11_MODULE(_core, m) {
                                   chains, r, reinterpret_cast<int64_t*>(flips),
                                   reinterpret_cast<double*>(trace), stream);
         });
+  m.def("cuda_hopfield_recall",
+        [](uintptr_t W, uintptr_t b, uintptr_t St, uintptr_t F, int64_t n, int64_t cues,
+           int max_sweeps, bool random_order, uint64_t seed, int64_t step, uintptr_t sweeps,
+           uintptr_t converged, uintptr_t stream) {
+          require(n >= 1 && cues >= 0 && max_sweeps >= 0, "bad recall sizes");
+          check_u32(step + max_sweeps, "step + max_sweeps");
+          check_u32(cues, "cues");
+          py::gil_scoped_release nogil;
+          ebm::cuda::hopfield_recall(reinterpret_cast<const float*>(W), reinterpret_cast<const float*>(b),
+                                     reinterpret_cast<int8_t*>(St), reinterpret_cast<float*>(F), n, cues,
+                                     max_sweeps, random_order, seed, static_cast<uint32_t>(step),
+                                     reinterpret_cast<int32_t*>(sweeps),
+                                     reinterpret_cast<uint8_t*>(converged), stream);
+        });
   m.def("cuda_lattice_sweeps",
         [](uintptr_t S, int64_t chains, int64_t L, float J, float h, F32 betas, bool gibbs,
            uint64_t seed, int64_t step, int64_t chain_offset, uintptr_t flips, uintptr_t bonds,

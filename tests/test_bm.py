@@ -166,3 +166,23 @@ def test_demo_bm(tmp_path, capsys):
     accs = [float(line.split("test accuracy ")[1].split()[0]) for line in out.splitlines() if "test accuracy" in line]
     assert len(accs) == 2 and min(accs) > 0.8
     assert (tmp_path / "bm_generated_by_label.png").exists()
+
+
+def test_device_argument():
+    assert ef.BoltzmannMachine(4).device == "cpu"  # "auto": CPU until the CUDA path is verified
+    with pytest.raises(ValueError, match="device"):
+        ef.BoltzmannMachine(4, device="tpu")
+    if not ef.cuda_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            ef.BoltzmannMachine(4, device="cuda")
+
+
+@pytest.mark.cuda
+def test_cuda_sampling_matches_cpu():
+    if not ef.cuda_available():
+        pytest.skip("no CUDA device available")
+    pytest.importorskip("cupy")
+    a = random_bm(6, 4, seed=3)
+    b = random_bm(6, 4, seed=3, device="cuda")
+    # same Philox stream; expf vs the CPU's polynomial may move a rare decision
+    assert np.mean(a.sample(500, n_sweeps=20) == b.sample(500, n_sweeps=20)) >= 0.999

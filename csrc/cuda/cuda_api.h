@@ -35,6 +35,13 @@ void lattice_sweeps(int8_t* S, int64_t chains, int64_t L, float J, float h, cons
                     int64_t n_sweeps, bool gibbs, const RngView& rng, unsigned long long* flips,
                     long long* bonds, long long* magnet, uintptr_t stream);
 
+// Asynchronous Hopfield recall (hopfield_recall.cu), cpu hopfield_recall's semantics: W
+// [n][n], b [n]; St [n][cues] int8 (rw) site-major, F [n][cues] float scratch; sweeps
+// [cues] int32 (w), converged [cues] uint8 (w).
+void hopfield_recall(const float* W, const float* b, int8_t* St, float* F, int64_t n, int64_t cues,
+                     int max_sweeps, bool random_order, uint64_t seed, uint32_t step,
+                     int32_t* sweeps, uint8_t* converged, uintptr_t stream);
+
 }  // namespace ebm::cuda
 
 // --- continuous chains (mcmc_chains.cu): one thread per chain on `stream` (a

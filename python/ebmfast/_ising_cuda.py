@@ -1,4 +1,4 @@
-"""CUDA glue of ``ising.py``: device buffers through CuPy (its memory pool, its current
+"""CUDA glue of ``ising.py`` and ``hopfield.py``: device buffers through CuPy (its memory pool, its current
 stream), raw pointers into ``_core``. Imported only when a run is placed on the GPU."""
 from __future__ import annotations
 
@@ -82,3 +82,19 @@ def lattice_runner(model, gibbs: bool, seed: int):
         N = float(L * L)
         return f, (-model.J * b - model.h * m) / N, m / N
     return run
+
+
+def hopfield_recall(W: np.ndarray, b: np.ndarray, S: np.ndarray, max_sweeps: int,
+                    random_order: bool, seed: int, step: int):
+    """Async recall of host cues S (cues, n) int8 on the GPU; returns host (S, sweeps,
+    converged) like ``_core.hopfield_recall`` (which updates S in place)."""
+    _require_cupy()
+    cues, n = S.shape
+    Wd, bd = cp.asarray(W, cp.float32), cp.asarray(b, cp.float32)
+    St = cp.ascontiguousarray(cp.asarray(S).T)
+    F = cp.empty((n, cues), cp.float32)
+    sweeps = cp.empty(cues, cp.int32)
+    conv = cp.empty(cues, cp.uint8)
+    _core.cuda_hopfield_recall(_ptr(Wd), _ptr(bd), _ptr(St), _ptr(F), n, cues, max_sweeps,
+                               random_order, seed, step, _ptr(sweeps), _ptr(conv), _stream())
+    return cp.asnumpy(St.T), cp.asnumpy(sweeps), cp.asnumpy(conv)

@@ -47,7 +47,7 @@ class BoltzmannMachine:
                  learning_rate: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0,
                  batch_size: int = 100, epochs: int = 10, method: str = "pcd",
                  n_chains: int = 100, clamped_sweeps: int = 5, free_sweeps: int = 1,
-                 seed=None, progress: bool = False):
+                 seed=None, progress: bool = False, device: str = "auto"):
         self.n_visible = check_int(n_visible, "n_visible", minimum=1, maximum=2**20)
         self.n_hidden = check_int(n_hidden, "n_hidden", minimum=0, maximum=2**20)
         self.n_labels = check_int(n_labels, "n_labels", minimum=0, maximum=2**20)
@@ -66,6 +66,8 @@ class BoltzmannMachine:
         self.free_sweeps = check_int(free_sweeps, "free_sweeps", minimum=1)
         self.seed_ = check_seed(seed)
         self.progress = bool(progress)
+        from .ising import _device
+        self.device = _device(device)  # "auto" stays on the CPU until CUDA is verified
         n = self.n_units
         self.W = np.zeros((n, n))
         self.b = np.zeros(n)
@@ -101,8 +103,15 @@ class BoltzmannMachine:
         h, J = _ising(self.W, self.b)
         S = np.ascontiguousarray(2 * Y - 1, dtype=np.int8)
         mask = None if clamp is None else np.ascontiguousarray(clamp, dtype=np.uint8)
-        _core.ising_chains(h, J, None, None, None, betas, True, False, mask, S, self.seed_,
-                           self.step_, 0, False)
+        if self.device == "cuda":  # the spin-chain CUDA kernel, host states in and out
+            from . import _ising_cuda
+            from .ising import _Couplings
+            run = _ising_cuda.chain_runner(_Couplings(n=self.n_units, h=h, dense=J), mask,
+                                           True, False, self.seed_)
+            run(S, betas, self.step_, False)
+        else:
+            _core.ising_chains(h, J, None, None, None, betas, True, False, mask, S, self.seed_,
+                               self.step_, 0, False)
         self.step_ += betas.size
         return (S > 0).astype(np.float64)
 

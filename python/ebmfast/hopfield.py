@@ -326,7 +326,7 @@ class Hopfield:
         return ~np.any(Y * Z < 0, axis=1)
 
     def recall(self, states, mode: str = "async", max_sweeps: int = 100,
-               order: str = "sequential", seed=None) -> RecallResult:
+               order: str = "sequential", seed=None, device: str = "cpu") -> RecallResult:
         """Deterministic evolution of the cues ``states`` (m, n) ±1 (or one cue (n,)) to a
         fixed point, at most ``max_sweeps`` sweeps.
 
@@ -338,7 +338,12 @@ class Hopfield:
         sign. mode "sync": y ← sign(W y + b) for all units at once (float64 GEMM, ties keep
         y_i); it may fall into a period-2 cycle, which is detected and reported (``cycled``;
         the cue stops there, not converged).
+
+        device: "cpu" (default; "auto" means the CPU too until the CUDA kernel has been
+        verified on a GPU) or "cuda" (async mode: one GPU thread per cue, same results).
         """
+        if device not in ("cpu", "auto", "cuda"):
+            raise ValueError(f"device must be 'cpu', 'auto' or 'cuda', got {device!r}")
         if mode not in ("async", "sync"):
             raise ValueError(f"mode must be 'async' or 'sync', got {mode!r}")
         if order not in ("sequential", "random"):
@@ -353,8 +358,15 @@ class Hopfield:
                 seed, step = 0, 0
             if step + max_sweeps > 2**32 - 1:
                 raise ValueError("max_sweeps too large for the Philox step counter")
-            sweeps, conv = _core.hopfield_recall(self._W, self._b, S, max_sweeps,
-                                                 order == "random", seed, step)
+            if device == "cuda":
+                from . import _ising_cuda
+                from ._backend import resolve_device
+                resolve_device("cuda", cuda_implemented=True)
+                S, sweeps, conv = _ising_cuda.hopfield_recall(self._W, self._b, S, max_sweeps,
+                                                              order == "random", seed, step)
+            else:
+                sweeps, conv = _core.hopfield_recall(self._W, self._b, S, max_sweeps,
+                                                     order == "random", seed, step)
             cycled = np.zeros(m, bool)
             conv = conv.astype(bool)
         else:
@@ -390,12 +402,13 @@ class Hopfield:
 
     # ------------------------------------------------------------------ stochastic
     def sample(self, states, temperature=1.0, n_sweeps: int | None = None, *, seed=None,
-               average_last: int = 0, order: str = "sequential") -> HopfieldSample:
+               average_last: int = 0, order: str = "sequential", device: str = "auto") -> HopfieldSample:
         """Heat-bath Gibbs sweeps from ``states`` (m, n) ±1: P(y_i = +1) = σ(2 z_i / T),
         i.e. the Boltzmann distribution p(y) ∝ exp(−E(y)/T). ``temperature``: a number
         (with ``n_sweeps``), an array of one T per sweep, or a callable t ↦ T (with
         ``n_sweeps``). Runs ``sample_ising`` with h = −b, J = −W, β = 1/T. ``average_last``
-        M > 0 also returns the mean spins over the last M sweeps."""
+        M > 0 also returns the mean spins over the last M sweeps. ``device`` as in
+        ``sample_ising`` ("cuda" runs the spin-chain CUDA kernel)."""
         temps = self._temperatures(temperature, n_sweeps)
         n_sweeps = temps.size
         average_last = check_int(average_last, "average_last", minimum=0, maximum=n_sweeps)
@@ -415,7 +428,7 @@ class Hopfield:
                 return S
             return sample_ising(h, J, num_reads=S.shape[0], beta_schedule=betas[t0:t1],
                                 proposal="gibbs", order=order, seed=seed, initial_states=S,
-                                step_offset=step + t0).samples
+                                step_offset=step + t0, device=device).samples
 
         burn = n_sweeps - average_last
         S = run(S, 0, burn)
@@ -431,14 +444,14 @@ class Hopfield:
         return HopfieldSample(states=S, energies=self.energy(S), mean=mean, info=info)
 
     def anneal(self, states, T0: float, alpha: float, n_sweeps: int, *, seed=None,
-               order: str = "sequential") -> HopfieldSample:
+               order: str = "sequential", device: str = "auto") -> HopfieldSample:
         """Simulated annealing: heat-bath sweeps at T_t = T0 · alpha^t (0 < alpha ≤ 1),
         t = 0..n_sweeps−1, from ``states``; returns the final (low-energy) states."""
         T0 = check_float(T0, "T0", minimum=0.0, open_min=True)
         alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0, open_min=True)
         n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
         temps = T0 * alpha ** np.arange(n_sweeps, dtype=np.float64)
-        return self.sample(states, temps, seed=seed, order=order)
+        return self.sample(states, temps, seed=seed, order=order, device=device)
 
     @staticmethod
     def _temperatures(temperature, n_sweeps) -> np.ndarray:
