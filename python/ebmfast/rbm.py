@@ -432,13 +432,13 @@ class RBM:
         return _core.pseudo_log_likelihood(self._W, self._WT, self._b, self._c, X, True)
 
     def log_partition(self, method: str = "exact", **kwargs) -> float:
-        """log Z. method="exact" enumerates the smaller layer (min(n_visible, n_hidden) <= 25)."""
+        """log Z. method="exact" enumerates the smaller layer (min(n_visible, n_hidden) <= 25);
+        method="ais" estimates it (``ebmfast.estimators.ais``: n_runs, betas, data, seed)."""
         from . import estimators
         if method == "exact":
             return estimators.exact_log_partition(self, **kwargs)
         if method == "ais":
-            raise NotImplementedError("method='ais' arrives with ebmfast.estimators.ais; "
-                                      "use method='exact' on models small enough to enumerate")
+            return estimators.ais(self, **kwargs).log_z
         raise ValueError(f"method must be 'exact' or 'ais', got {method!r}")
 
     def log_likelihood(self, X, log_z: float | None = None, **kwargs) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""AIS estimates of log Z against exact enumeration."""
+import numpy as np
+import pytest
+
+import ebmfast as ef
+from ebmfast.estimators import ais, default_ais_betas
+
+
+def random_rbm(n_v, n_h, seed, scale=0.8):
+    rng = np.random.default_rng(seed)
+    rbm = ef.RBM(n_v, n_h, seed=seed)
+    rbm.W = (rng.standard_normal((n_v, n_h)) * scale).astype(np.float32)
+    rbm.b = (rng.standard_normal(n_v) * 0.5).astype(np.float32)
+    rbm.c = (rng.standard_normal(n_h) * 0.5).astype(np.float32)
+    return rbm
+
+
+@pytest.mark.parametrize("n_v,n_h,seed", [(12, 10, 0), (8, 16, 1), (16, 6, 2)])
+def test_ais_matches_exact_log_partition(n_v, n_h, seed):
+    rbm = random_rbm(n_v, n_h, seed)
+    exact = rbm.log_partition()
+    r = ais(rbm, n_runs=200, betas=np.linspace(0.0, 1.0, 2000), seed=seed)
+    # The delta-method standard error of log Z-hat; 5 se is a 1e-6 two-sided Gaussian tail,
+    # and the estimator's bias (about -se^2/2) is far below it. The se itself must be small
+    # enough that the check means something.
+    assert r.se < 0.05
+    assert abs(r.log_z - exact) < 5 * r.se + 1e-3, (r.log_z, exact, r.se)
+    assert r.interval[0] < r.log_z < r.interval[1]
+    assert 1 < r.ess <= 200
+
+
+def test_ais_with_a_base_rate_model_on_trained_rbm():
+    X = ef.datasets.bars_and_stripes(3)
+    rbm = ef.RBM(9, 16, epochs=300, learning_rate=0.1, momentum=0.5, batch_size=14, seed=0).fit(X)
+    exact = rbm.log_partition()
+    r = ais(rbm, n_runs=100, betas=np.linspace(0.0, 1.0, 3000), data=X, seed=4)
+    assert abs(r.log_z - exact) < 5 * r.se + 1e-3
+    assert rbm.log_partition(method="ais", n_runs=100, betas=np.linspace(0, 1, 3000), data=X,
+                             seed=4) == r.log_z
+    ll = rbm.log_likelihood(X, log_z=r.log_z)
+    np.testing.assert_allclose(ll, rbm.log_likelihood(X), atol=5 * r.se + 1e-3)
+
+
+def test_ais_reproducible_and_validated():
+    rbm = random_rbm(6, 5, 3)
+    a = ais(rbm, n_runs=20, betas=np.linspace(0, 1, 200), seed=7)
+    b = ais(rbm, n_runs=20, betas=np.linspace(0, 1, 200), seed=7)
+    c = ais(rbm, n_runs=20, betas=np.linspace(0, 1, 200), seed=8)
+    assert a.log_z == b.log_z and a.log_z != c.log_z
+    betas = default_ais_betas()
+    assert betas[0] == 0.0 and betas[-1] == 1.0 and np.all(np.diff(betas) > 0) and betas.size == 14501
+    for bad in ([0.0, 0.5], [0.1, 1.0], [0.0, 0.7, 0.3, 1.0], [0.0, np.nan, 1.0]):
+        with pytest.raises(ValueError, match="betas"):
+            ais(rbm, betas=bad)
+    with pytest.raises(ValueError, match="n_runs"):
+        ais(rbm, n_runs=1)
+    with pytest.raises(ValueError, match="data"):
+        ais(rbm, data=np.ones((3, 7)))
