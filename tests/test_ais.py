@@ -56,3 +56,19 @@ def test_ais_reproducible_and_validated():
         ais(rbm, n_runs=1)
     with pytest.raises(ValueError, match="data"):
         ais(rbm, data=np.ones((3, 7)))
+
+
+def test_reverse_ais_from_model_samples_brackets_log_z():
+    rbm = random_rbm(10, 8, 5)
+    exact = rbm.log_partition()
+    betas = np.linspace(0.0, 1.0, 2000)
+    fwd = ais(rbm, n_runs=200, betas=betas, seed=1)
+    samples = rbm.sample(200, n_steps=2000)  # close to exact samples of this small model
+    rev = ais(rbm, n_runs=200, betas=betas, seed=2, reverse=True, init_states=samples)
+    for r in (fwd, rev):
+        assert r.se < 0.05
+        assert abs(r.log_z - exact) < 5 * r.se + 1e-3, (r.log_z, exact, r.se)
+    with pytest.raises(ValueError, match="init_states"):
+        ais(rbm, reverse=True)
+    with pytest.raises(ValueError, match="n_runs"):
+        ais(rbm, n_runs=5, reverse=True, init_states=samples)

@@ -70,7 +70,8 @@ def _base_rate_biases(data, n_visible: int, eps: float = 1e-3) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
-def ais(model, n_runs: int = 100, betas=None, data=None, seed=None) -> AISResult:
+def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: bool = False,
+        init_states=None) -> AISResult:
     """AIS estimate of log Z of an RBM (Salakhutdinov & Murray 2008).
 
     The base model has the RBM's hidden layer with zero weights and visible biases b_A
@@ -79,6 +80,12 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None) -> AISResult
     step is one block-Gibbs transition v -> h -> v that leaves it invariant, run on the
     compiled Gibbs kernel for ``n_runs`` chains (Philox stream: the same seed gives the same
     estimate). ``betas``: increasing from 0 to 1 (default: ``default_ais_betas()``).
+
+    ``reverse=True`` runs the schedule backwards from ``init_states`` (n_runs rows: samples
+    of the model, e.g. ``rbm.sample``, or data for the RAISE-style variant of Burda et al.)
+    and estimates Z_A / Z; log Z-hat = log Z_A - log mean w. Forward AIS underestimates
+    log Z in expectation, reverse AIS from exact model samples overestimates it: together
+    they bracket it.
     """
     from . import _core
     from ._backend import check_int, check_seed
@@ -101,23 +108,40 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None) -> AISResult
         a = V @ W64 + c
         return (1.0 - beta) * (V @ bA) + beta * (V @ b) + np.logaddexp(0.0, beta * a).sum(axis=1)
 
-    # exact samples of the base model, then one transition per intermediate model
-    u = _core.philox_uniforms(seed, STREAM_INIT, 0, n_runs, n_v, 0)
-    V = (u < 1.0 / (1.0 + np.exp(-bA))).astype(np.float32)
-    logw = np.zeros(n_runs)
-    for k in range(1, betas.size):
-        V64 = V.astype(np.float64)
-        logw += log_f(V64, betas[k]) - log_f(V64, betas[k - 1])
-        if k == betas.size - 1:
-            break
+    def transition(V, k):  # one v -> h -> v step that leaves model k invariant
         beta = float(betas[k])
         bv = ((1.0 - beta) * bA + beta * b).astype(np.float32)
         ch = (beta * c).astype(np.float32)
         _core.gibbs(W, WT, bv, ch, V, None, 1, beta, seed, k, 0, None)
+
+    K = betas.size - 1
+    logw = np.zeros(n_runs)
+    if not reverse:  # exact samples of the base model, then one transition per model
+        u = _core.philox_uniforms(seed, STREAM_INIT, 0, n_runs, n_v, 0)
+        V = (u < 1.0 / (1.0 + np.exp(-bA))).astype(np.float32)
+        for k in range(1, K + 1):
+            V64 = V.astype(np.float64)
+            logw += log_f(V64, betas[k]) - log_f(V64, betas[k - 1])
+            if k < K:
+                transition(V, k)
+    else:
+        if init_states is None:
+            raise ValueError("reverse AIS needs init_states (model samples or data), n_runs rows")
+        from ._backend import check_units
+        V, _ = check_units(init_states, "init_states", n_v, binary=True)
+        if V.shape[0] != n_runs:
+            raise ValueError(f"init_states must have n_runs = {n_runs} rows, got {V.shape[0]}")
+        V = V.copy()
+        for k in range(K, 0, -1):
+            V64 = V.astype(np.float64)
+            logw += log_f(V64, betas[k - 1]) - log_f(V64, betas[k])
+            if k > 1:
+                transition(V, k - 1)
     log_z_base = float(np.logaddexp(0.0, bA).sum() + n_h * np.log(2.0))
     m = logw.max()
     w = np.exp(logw - m)
-    log_z = log_z_base + m + float(np.log(w.mean()))
+    log_mean_w = m + float(np.log(w.mean()))
+    log_z = log_z_base - log_mean_w if reverse else log_z_base + log_mean_w
     se = float(w.std(ddof=1) / (np.sqrt(n_runs) * w.mean()))
     return AISResult(log_z=log_z, se=se, interval=(log_z - 3 * se, log_z + 3 * se),
                      ess=float(w.sum() ** 2 / (w ** 2).sum()), log_z_base=log_z_base,
