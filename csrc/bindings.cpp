@@ -694,6 +694,24 @@ PYBIND11_MODULE(_core, m) {
         "Y^T Y (float32) through the module's own single-threaded BLAS: no thread pool "
         "left spinning beside the OpenMP kernels.");
 
+  m.def("matmul",
+        [](F32 A, F32 B) {
+          require(A.ndim() == 2 && B.ndim() == 2 && A.shape(1) == B.shape(0),
+                  "matmul needs A (m, k) and B (k, n)");
+          const int64_t m_ = A.shape(0), k = A.shape(1), n = B.shape(1);
+          F32 out = new_f32(m_, n);
+          const float *a = A.data(), *b = B.data();
+          float* o = out.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::gemm_rows_parallel(false, m_, n, k, 1.0f, a, k, b, n, o, n);
+          }
+          return out;
+        },
+        py::arg("A"), py::arg("B"),
+        "A @ B (float32) with the module's BLAS in fixed row blocks over the OpenMP team: "
+        "no NumPy thread pool left spinning beside the kernels, same result for any thread count.");
+
   m.def("ising_energies_csr",
         [](F64 h, I64 indptr, I32 indices, F64 data, I8 S) {
           require(h.ndim() == 1, "h must be 1-D");

@@ -72,3 +72,12 @@ def test_reverse_ais_from_model_samples_brackets_log_z():
         ais(rbm, reverse=True)
     with pytest.raises(ValueError, match="n_runs"):
         ais(rbm, n_runs=5, reverse=True, init_states=samples)
+
+
+def test_core_matmul():
+    rng = np.random.default_rng(0)
+    A = rng.random((300, 37)).astype(np.float32)
+    B = rng.random((37, 11)).astype(np.float32)
+    np.testing.assert_allclose(ef._core.matmul(A, B), A @ B, rtol=1e-5)
+    with pytest.raises(ValueError, match="matmul"):
+        ef._core.matmul(A, A)

@@ -102,11 +102,15 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
     c = np.asarray(model.c, np.float64)
     n_v, n_h = W.shape
     bA = _base_rate_biases(data, n_v)
-    W64 = W.astype(np.float64)
 
-    def log_f(V, beta):
-        a = V @ W64 + c
-        return (1.0 - beta) * (V @ bA) + beta * (V @ b) + np.logaddexp(0.0, beta * a).sum(axis=1)
+    def log_fs(V, beta0, beta1):
+        """log f at two inverse temperatures from one product V.W (the module's BLAS: NumPy's
+        threads would keep spinning beside the Gibbs kernel)."""
+        a = _core.matmul(V, W).astype(np.float64) + c
+        V64 = V.astype(np.float64)
+        lin_a, lin_b = V64 @ bA, V64 @ b
+        return [(1.0 - t) * lin_a + t * lin_b + np.logaddexp(0.0, t * a).sum(axis=1)
+                for t in (beta0, beta1)]
 
     def transition(V, k):  # one v -> h -> v step that leaves model k invariant
         beta = float(betas[k])
@@ -120,8 +124,8 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
         u = _core.philox_uniforms(seed, STREAM_INIT, 0, n_runs, n_v, 0)
         V = (u < 1.0 / (1.0 + np.exp(-bA))).astype(np.float32)
         for k in range(1, K + 1):
-            V64 = V.astype(np.float64)
-            logw += log_f(V64, betas[k]) - log_f(V64, betas[k - 1])
+            lo, hi = log_fs(V, betas[k - 1], betas[k])
+            logw += hi - lo
             if k < K:
                 transition(V, k)
     else:
@@ -133,8 +137,8 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
             raise ValueError(f"init_states must have n_runs = {n_runs} rows, got {V.shape[0]}")
         V = V.copy()
         for k in range(K, 0, -1):
-            V64 = V.astype(np.float64)
-            logw += log_f(V64, betas[k - 1]) - log_f(V64, betas[k])
+            lo, hi = log_fs(V, betas[k - 1], betas[k])
+            logw += lo - hi
             if k > 1:
                 transition(V, k - 1)
     log_z_base = float(np.logaddexp(0.0, bA).sum() + n_h * np.log(2.0))
