@@ -819,3 +819,21 @@ def test_gibbs_tables_follow_the_weights():
     check()
     rbm.W = rng.standard_normal((20, 12))     # W changes by assignment
     check()
+
+
+def test_fit_monitors_record_history():
+    X = ef.datasets.bars_and_stripes(3)
+    rbm = ef.RBM(9, 16, epochs=2000, learning_rate=0.1, momentum=0.5, batch_size=14, seed=0)
+    rbm.fit(X, monitor="recon")
+    recon = [e["recon_error"] for e in rbm.history_]
+    # the untrained model reconstructs at ~2.25 squared units; trained, almost exactly
+    assert len(recon) == 2000 and recon[-1] < 0.1 * recon[0]
+    pl_model = ef.RBM(9, 16, epochs=2000, learning_rate=0.1, momentum=0.5, batch_size=14, seed=0)
+    pl_model.fit(X, monitor="pl")
+    pl = [e["pseudo_log_likelihood"] for e in pl_model.history_]
+    # from ~9 log(1/2) untrained to near 0 (the 14 patterns are nearly deterministic given
+    # their other pixels)
+    assert pl[0] < -6.0 and pl[-1] > -1.0
+    assert pl[-1] == pytest.approx(pl_model.score_samples(X).mean())
+    with pytest.raises(ValueError, match="monitor"):
+        rbm.fit(X, monitor="loss")

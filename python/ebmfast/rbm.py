@@ -299,16 +299,22 @@ class RBM:
         self.step += self.k
         return recon
 
-    def fit(self, X, y=None) -> "RBM":
+    def fit(self, X, y=None, *, monitor: str | None = None) -> "RBM":
         """Train for ``epochs`` epochs of shuffled mini-batches, continuing from the current
         parameters (a new model starts from its initialisation; a loaded one resumes).
 
         X : array (n_samples, n_visible) with values in [0, 1] (binary or probabilities).
+        monitor : None, "recon" (mean-field reconstruction error of the epoch's batches) or
+        "pl" (mean exact pseudo-log-likelihood of up to the first 1000 rows of X, binarised
+        at 0.5, after the epoch): recorded per epoch in ``history_``.
         If an update diverges, FloatingPointError names the epoch; the model keeps the
         last finite parameters.
         """
+        if monitor not in (None, "recon", "pl"):
+            raise ValueError(f"monitor must be None, 'recon' or 'pl', got {monitor!r}")
         X, binary = check_units(X, "X", self.n_visible, binary=False)
         n = X.shape[0]
+        pl_rows = (X[:1000] >= 0.5).astype(np.float32) if monitor == "pl" else None
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -325,15 +331,18 @@ class RBM:
                 for start in range(0, n, self.batch_size):
                     batch = X[order[start:start + self.batch_size]]
                     try:
-                        recon = self._update(batch, binary, want_recon=bar is not None)
+                        recon = self._update(batch, binary, want_recon=bar is not None or monitor == "recon")
                     except FloatingPointError as exc:
                         raise FloatingPointError(
                             f"training diverged in epoch {self.epochs_trained_ + 1}: {exc}") from None
                     err += recon * batch.shape[0]
                 self.epochs_trained_ += 1
                 entry = {"epoch": self.epochs_trained_, "seconds": time.perf_counter() - t0}
-                if bar is not None:
+                if bar is not None or monitor == "recon":
                     entry["recon_error"] = float(err / n)
+                if monitor == "pl":
+                    entry["pseudo_log_likelihood"] = float(self.score_samples(pl_rows).mean())
+                if bar is not None:
                     bar.set_postfix(epoch=self.epochs_trained_, recon=f"{entry['recon_error']:.4f}")
                     bar.update(1)
                 self.history_.append(entry)
