@@ -81,3 +81,16 @@ def test_core_matmul():
     np.testing.assert_allclose(ef._core.matmul(A, B), A @ B, rtol=1e-5)
     with pytest.raises(ValueError, match="matmul"):
         ef._core.matmul(A, A)
+
+
+def test_quality_report_quick(tmp_path, capsys):
+    import json
+
+    from ebmfast.cli import main
+    assert main(["report", "quality", "--quick", "--out", str(tmp_path)]) == 0
+    rows = json.loads(next(tmp_path.glob("quality_*.json")).read_text())["rows"]
+    assert {r["model"] for r in rows} >= {"ebmfast CD-1", "ebmfast CD-10", "ebmfast PCD-1"}
+    for r in rows:
+        assert np.isfinite(r["log_z_forward"]) and np.isfinite(r["log_z_reverse"])
+        assert r["test_ll_forward"] < 0 and r["test_pl"] < 0
+    assert main(["report", "nothing"]) == 2

@@ -134,9 +134,20 @@ def main(argv: list[str] | None = None) -> int:
              "floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
              "NumPy), bm (Boltzmann-machine training vs NumPy) or hopfield (async recall vs "
              "NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
+    sub.add_parser(
+        "report", add_help=False,
+        help="'ebmfast report quality': RBMs (CD-1, CD-10, PCD-1, scikit-learn) scored by "
+             "forward and reverse AIS on held-out digits and MNIST-5k")
     p_info = sub.add_parser("info", help="print build information (CUDA, threads, BLAS)")
     p_info.set_defaults(func=info)
 
+    if argv and argv[0] == "report":
+        if len(argv) < 2 or argv[1] != "quality":
+            print("usage: ebmfast report quality [--quick] [--ais-steps N] [--n-hidden N] "
+                  "[--updates N] [--out DIR]", file=sys.stderr)
+            return 2
+        from . import quality
+        return int(quality.main(argv[2:]) or 0)
     if argv and argv[0] == "bench":  # each harness parses its own options
         rest = list(argv[1:])
         suite = "rbm"
