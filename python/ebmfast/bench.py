@@ -593,6 +593,19 @@ def write_results(result: dict, out_dir: str, suite: str, threads: int) -> str:
     return path
 
 
+def save_run(env: dict, settings: dict, rows: list, t0: float, out_dir: str, suite: str,
+             threads: int) -> str:
+    """The JSON of one harness run: the environment, the settings, elapsed time since t0
+    (perf_counter) and the rows; written by write_results, path printed and returned."""
+    result = dict(env)
+    result["settings"] = settings
+    result["elapsed_s"] = time.perf_counter() - t0
+    result["rows"] = rows
+    path = write_results(result, out_dir, suite, threads)
+    print(f"done in {result['elapsed_s']:.1f} s; wrote {path}")
+    return path
+
+
 def _ratio(num: float | None, den: float | None) -> float | None:
     if num is None or den is None or den <= 0:
         return None

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import ebmfast
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, write_results
+from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, save_run
 
 SEED = 1234
 
@@ -102,12 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ebmfast {ebmfast.__version__} Boltzmann-machine CPU benchmark, {threads} threads")
     t0 = time.perf_counter()
     rows = run(repeats=3 if args.smoke else args.repeats, smoke=args.smoke)
-    result = dict(env)
-    result["settings"] = {"repeats": args.repeats, "smoke": args.smoke, "seed": SEED}
-    result["elapsed_s"] = time.perf_counter() - t0
-    result["rows"] = rows
-    path = write_results(result, args.out, "bm", threads)
-    print(f"wrote {path}")
+    save_run(env, {"repeats": args.repeats, "smoke": args.smoke, "seed": SEED}, rows, t0,
+             args.out, "bm", threads)
     return 0
 
 

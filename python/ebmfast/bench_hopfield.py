@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import ebmfast
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, write_results
+from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, save_run
 
 SEED = 1234
 
@@ -120,13 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         reps = 3 if args.quick else args.repeats
         nreps = 1 if args.quick else 3
     rows = [run(n, cues, ncues, reps, nreps)]
-    result = dict(env)
-    result["settings"] = {"repeats": reps, "numpy_repeats": nreps, "quick": args.quick,
-                          "smoke": args.smoke, "seed": SEED}
-    result["elapsed_s"] = time.perf_counter() - t0
-    result["rows"] = rows
-    path = write_results(result, args.out, "hopfield", threads)
-    print(f"done in {result['elapsed_s']:.1f} s; wrote {path}")
+    save_run(env, {"repeats": reps, "numpy_repeats": nreps, "quick": args.quick,
+                          "smoke": args.smoke, "seed": SEED}, rows, t0, args.out, "hopfield", threads)
     return 0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 import ebmfast
 from ebmfast import _core
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, write_results
+from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, time_cell, save_run
 from ebmfast.ising import _couplings
 from ebmfast.reference import STREAM_ACCEPT
 
@@ -298,13 +298,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{threads} threads; spin updates per ns (median of repeats), ratios in the same run")
     t0 = time.perf_counter()
     rows = run(quick=args.quick, repeats=args.repeats, peers=not args.no_peers, smoke=args.smoke)
-    result = dict(env)
-    result["settings"] = {"repeats": args.repeats, "quick": args.quick, "smoke": args.smoke,
-                          "peers": not args.no_peers, "seed": SEED}
-    result["elapsed_s"] = time.perf_counter() - t0
-    result["rows"] = rows
-    path = write_results(result, args.out, "ising", threads)
-    print(f"done in {result['elapsed_s']:.1f} s; wrote {path}")
+    save_run(env, {"repeats": args.repeats, "quick": args.quick, "smoke": args.smoke,
+                          "peers": not args.no_peers, "seed": SEED}, rows, t0, args.out, "ising", threads)
     return 0
 
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 import ebmfast
-from ebmfast.bench import _environment, write_results
+from ebmfast.bench import _environment, save_run
 from ebmfast.estimators import ais, default_ais_betas
 
 SEED = 1234
@@ -127,12 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         kw = dict(ais_steps=args.ais_steps, n_hidden=args.n_hidden, updates=args.updates)
     t0 = time.perf_counter()
     rows = run(**kw)
-    result = dict(_environment(ebmfast.get_num_threads()))
-    result["settings"] = {**kw, "seed": SEED, "learning_rate": 0.05, "momentum": 0.5, "batch_size": 100}
-    result["elapsed_s"] = time.perf_counter() - t0
-    result["rows"] = rows
-    path = write_results(result, args.out, "quality", ebmfast.get_num_threads())
-    print(f"done in {result['elapsed_s']:.1f} s; wrote {path}")
+    threads = ebmfast.get_num_threads()
+    save_run(_environment(threads), {**kw, "seed": SEED, "learning_rate": 0.05, "momentum": 0.5,
+                                     "batch_size": 100}, rows, t0, args.out, "quality", threads)
     return 0
 
 
