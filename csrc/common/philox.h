@@ -18,13 +18,14 @@ namespace ebm {
 
 // One purpose per stream, so two consumers at the same (chain, step) never share numbers.
 enum Stream : uint32_t {
-  kStreamVisible = 0,   // RBM/DBM visible-layer samples
-  kStreamHidden = 1,    // RBM/DBM hidden-layer samples
+  kStreamVisible = 0,   // RBM visible-layer samples
+  kStreamHidden = 1,    // RBM hidden-layer samples
   kStreamInit = 2,      // fresh chain initialisation
   kStreamShuffle = 3,   // mini-batch order per epoch
   kStreamProposal = 4,  // Metropolis proposals
   kStreamAccept = 5,    // Metropolis acceptance
   kStreamSwap = 6,      // replica exchange
+  kStreamLayer = 16,    // DBM layer l samples: kStreamLayer + l (visibles l = 0)
 };
 
 constexpr uint32_t kPhiloxM0 = 0xD2511F53u;

@@ -30,6 +30,7 @@ STREAM_SHUFFLE = 3
 STREAM_PROPOSAL = 4
 STREAM_ACCEPT = 5
 STREAM_SWAP = 6
+STREAM_LAYER = 16  # DBM layer l samples use stream STREAM_LAYER + l (visibles: l = 0)
 
 
 def philox4x32_10(counter, key) -> np.ndarray:
@@ -117,6 +118,25 @@ def layer_forward(X, M, bias, beta: float, stream: int, seed: int, step: int,
     z = beta * (X @ np.asarray(M, dtype=np.float64)) + np.asarray(bias, dtype=np.float64)
     p = sigmoid(z)
     u = uniform_grid(seed, stream, step, X.shape[0], z.shape[1], chain_offset)
+    return z, p, (u < p).astype(np.float32)
+
+
+def layer_update(inputs, bias, beta: float, stream: int, seed: int, step: int,
+                 chain_offset: int = 0):
+    """The shared layer update "layer l from its neighbours": z = beta * sum_k X_k.M_k +
+    bias over ``inputs`` = [(X_below, W_l), (X_above, W_{l+1}^T)] (one or two pairs, each
+    M_k of shape (n_in_k, n_out)); returns (z, sigmoid(z), Bernoulli sample) as
+    ``layer_forward`` does. The RBM's two directions are the one-neighbour case."""
+    inputs = list(inputs)
+    if not 1 <= len(inputs) <= 2:
+        raise ValueError("inputs must hold one or two (X, M) pairs")
+    bias = np.asarray(bias, dtype=np.float64)
+    acc = np.zeros((np.asarray(inputs[0][0]).shape[0], bias.shape[0]))
+    for X, M in inputs:
+        acc += np.asarray(X, dtype=np.float64) @ np.asarray(M, dtype=np.float64)
+    z = beta * acc + bias
+    p = sigmoid(z)
+    u = uniform_grid(seed, stream, step, z.shape[0], z.shape[1], chain_offset)
     return z, p, (u < p).astype(np.float32)
 
 
