@@ -250,6 +250,82 @@ PYBIND11_MODULE(_core, m) {
         py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
         "z = beta * X.M + bias -> (field, sigmoid(z), Bernoulli samples); unwanted outputs are None.");
 
+  m.def("layer_update",
+        [](F32 X, F32 M, F32 bias, float beta, bool binary, std::optional<F32> X2,
+           std::optional<F32> M2, bool binary2, bool want_field, bool want_prob, bool want_sample,
+           int64_t stream, uint64_t seed, int64_t step, int64_t chain_offset,
+           std::optional<F32> table, std::optional<F32> table2, std::optional<F32> out_prob,
+           std::optional<F32> out_sample) {
+          check_2d(M, "M", -1, -1);
+          check_2d(X, "X", -1, M.shape(0));
+          const int64_t rows = X.shape(0), n_out = M.shape(1);
+          check_1d(bias, "bias", n_out);
+          require(X2.has_value() == M2.has_value(), "give X2 and M2 together");
+          const bool two = X2.has_value();
+          if (two) {
+            check_2d(*M2, "M2", -1, n_out);
+            check_2d(*X2, "X2", rows, M2->shape(0));
+          }
+          const ebm::RngView r = rng_view(seed, step, chain_offset, rows);
+          const uint32_t st = check_u32(stream, "stream");
+          ebm::LayerView L{M.data(), bias.data(), M.shape(0), n_out};
+          ebm::LayerView L2;
+          if (table) {  // subset_table(M) of exactly this M (binary X only)
+            require(binary, "table given for a real-valued X");
+            check_2d(*table, "table", ebm::cpu::subset_table_rows(L.n_in), n_out);
+            L.table = table->data();
+          }
+          if (two) {
+            L2 = ebm::LayerView{M2->data(), bias.data(), M2->shape(0), n_out};
+            if (table2) {
+              require(binary2, "table2 given for a real-valued X2");
+              check_2d(*table2, "table2", ebm::cpu::subset_table_rows(L2.n_in), n_out);
+              L2.table = table2->data();
+            }
+          } else {
+            require(!table2, "table2 given without X2");
+          }
+          py::object field = py::none(), prob = py::none(), sample = py::none();
+          ebm::cpu::LayerOutputs out;
+          if (want_field) { F32 a = new_f32(rows, n_out); out.field = a.mutable_data(); field = a; }
+          if (want_prob) {
+            F32 a = out_prob ? *out_prob : new_f32(rows, n_out);
+            check_2d(a, "out_prob", rows, n_out);
+            out.prob = a.mutable_data();
+            prob = a;
+          }
+          if (want_sample) {
+            F32 a = out_sample ? *out_sample : new_f32(rows, n_out);
+            check_2d(a, "out_sample", rows, n_out);
+            out.sample = a.mutable_data();
+            sample = a;
+          }
+          // An output must not overlap an input it is computed from.
+          for (const float* o : {out.field, out.prob, out.sample}) {
+            if (!o) continue;
+            require(o != X.data() && (!two || o != X2->data()), "an output aliases an input");
+          }
+          const ebm::BatchView xv{X.data(), rows, binary};
+          ebm::BatchView xv2;
+          if (two) xv2 = ebm::BatchView{X2->data(), rows, binary2};
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::layer_update(xv, L, two ? &xv2 : nullptr, two ? &L2 : nullptr, beta, out,
+                                   st, r);
+          }
+          return py::make_tuple(field, prob, sample);
+        },
+        py::arg("X"), py::arg("M"), py::arg("bias"), py::arg("beta"), py::arg("binary"),
+        py::arg("X2") = py::none(), py::arg("M2") = py::none(), py::arg("binary2") = false,
+        py::arg("want_field") = false, py::arg("want_prob") = false,
+        py::arg("want_sample") = false, py::arg("stream") = 0, py::arg("seed") = 0,
+        py::arg("step") = 0, py::arg("chain_offset") = 0, py::arg("table") = py::none(),
+        py::arg("table2") = py::none(), py::arg("out_prob") = py::none(),
+        py::arg("out_sample") = py::none(),
+        "The shared layer update from one or two neighbours: z = beta * (X.M + X2.M2) + bias "
+        "-> (field, sigmoid(z), Bernoulli samples); binary inputs take the gather/table "
+        "kernel (tables = subset_table(M) prebuilt), others sgemm. Unwanted outputs are None.");
+
   m.def("subset_table",
         [](F32 M) {
           check_2d(M, "M", -1, -1);

@@ -11,9 +11,11 @@ void set_num_threads(int n);  // OpenMP and the BLAS pool together
 int get_num_threads();
 const char* blas_name();
 // C [m, n] = alpha * op(A) . B with op(A) [m, k] (A itself [k, m] when trans_a), one
-// single-threaded sgemm on the calling thread; k == 0 gives zeros.
+// single-threaded sgemm on the calling thread; k == 0 gives zeros. With accumulate, C +=
+// alpha * op(A) . B instead.
 void gemm_block(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
-                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                bool accumulate = false);
 // The same with the rows of C cut into fixed blocks shared out over the OpenMP team.
 void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
                         const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
@@ -31,6 +33,14 @@ struct LayerOutputs {
 };
 void layer_forward(const BatchView& X, const LayerView& L, float beta, const LayerOutputs& out,
                    uint32_t stream, const RngView& rng);
+// The shared "update layer l from its neighbours" (RBM directions, DBN passes, DBM Gibbs
+// and mean field): z = beta * (X.L.M + X2.L2->M) + L.bias, outputs as layer_forward.
+// X2/L2 null is the one-neighbour case (= layer_forward). Binary when both inputs are
+// (each picks gather or table on its own, its own prebuilt table if given), else one
+// sgemm per input; the first input's sum comes first, so results are thread-independent.
+void layer_update(const BatchView& X, const LayerView& L, const BatchView* X2,
+                  const LayerView* L2, float beta, const LayerOutputs& out, uint32_t stream,
+                  const RngView& rng);
 
 // Subset-sum table of M [n_in, n_out] for the binary kernels: T [subset_table_rows(n_in),
 // n_out], row 16 g + s = sum of rows 4g + b of M over the bits b of s.

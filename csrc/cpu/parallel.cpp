@@ -21,16 +21,17 @@ void set_num_threads(int n) {
 }
 
 void gemm_block(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
-                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
+    if (accumulate) return;
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = 0.0f;
     return;
   }
   scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans,
                     static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
-                    alpha, A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), 0.0f, C,
+                    alpha, A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), accumulate ? 1.0f : 0.0f, C,
                     static_cast<blasint>(ldc));
 }
 

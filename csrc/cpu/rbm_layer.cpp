@@ -34,11 +34,13 @@ namespace ebm::cpu {
 // the AVX2 clone.
 template <int NV>
 EBM_INLINE void sum_rows_vectors(const float* M, int64_t ld, const int32_t* idx, int64_t nnz,
-                                 int64_t j0, float* acc) {
+                                 int64_t j0, bool add, float* acc) {
   // Rows are picked at random, so the hardware prefetcher cannot see them coming:
   // fetch the row kPrefetch picks ahead (L2 -> L1 latency is the bound here, not adds).
   constexpr int64_t kPrefetch = 8;
   vf16 a[NV] = {};
+  if (add)
+    for (int t = 0; t < NV; ++t) a[t] = load16(acc + 16 * t);
   for (int64_t k = 0; k < nnz; ++k) {
     const float* r = M + static_cast<int64_t>(idx[k]) * ld + j0;
     if (k + kPrefetch < nnz) {
@@ -51,7 +53,7 @@ EBM_INLINE void sum_rows_vectors(const float* M, int64_t ld, const int32_t* idx,
 }
 
 EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const int32_t* idx,
-                              int64_t nnz, int64_t j0, int width, float* acc) {
+                              int64_t nnz, int64_t j0, int width, float* acc, bool add) {
   const int nv = (width + 15) / 16;
   // Whole vectors read up to 15 floats past the tile: inside M that is the next row
   // (ignored lanes), but past M's last row it is not ours, so that row is peeled off.
@@ -59,7 +61,7 @@ EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const 
                     j0 + 16 * nv > ld;
   const int64_t n = peel ? nnz - 1 : nnz;
   switch (nv) {
-#define EBM_CASE(NV) case NV: sum_rows_vectors<NV>(M, ld, idx, n, j0, acc); break;
+#define EBM_CASE(NV) case NV: sum_rows_vectors<NV>(M, ld, idx, n, j0, add, acc); break;
     EBM_CASE(1) EBM_CASE(2) EBM_CASE(3) EBM_CASE(4) EBM_CASE(5) EBM_CASE(6) EBM_CASE(7)
     EBM_CASE(8)
 #undef EBM_CASE
@@ -176,12 +178,66 @@ constexpr double kTableMinSaving = 16.0;
 // about as much as gathering a few hundred rows).
 constexpr int64_t kPrebuildMinRowSteps = 512;
 
-// ---------------------------------------------------------------- layer_forward
+// ---------------------------------------------------------------- layer_update
 
-void layer_forward(const BatchView& X, const LayerView& L, float beta, const LayerOutputs& out,
-                   uint32_t stream, const RngView& rng) {
+namespace {
+
+// One input of a binary layer update: the matrix its index lists point into (M itself,
+// or its subset table) and how long a row's list can be.
+struct BinarySource {
+  const float* src = nullptr;
+  int64_t n_src = 0;     // rows of src
+  int64_t list_len = 0;  // slots per row's list
+  bool table = false;
+};
+
+// Choose gather or table for one binary input and build the table when needed.
+BinarySource binary_source(const BatchView& X, const LayerView& L, Slot table_slot) {
+  const int64_t rows = X.rows, n_in = L.n_in, n_out = L.n_out;
+  // The table pays for itself once the batch has enough rows to reuse it: it saves
+  // (ones - nonzero groups) row adds and costs 4 n_in rows written to fresh memory,
+  // each a few times dearer than a row add from L2 (thresholds 8..64 timed within
+  // noise at 784 x 500; 16 sits in the middle).
+  // Decide from the number of ones alone (a vectorised sum), estimating the nonzero
+  // groups as if the bits were independent: exact enough, and deterministic.
+  double ones = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : ones) if (parallel_worth(rows * n_in) && !L.table)
+  for (int64_t r = 0; r < (L.table ? 0 : rows); ++r) ones += row_sum(X.X + r * n_in, n_in);
+  const double density = ones / static_cast<double>(std::max<int64_t>(rows * n_in, 1));
+  const double groups = static_cast<double>(rows * ceil_div(n_in, 4)) *
+                        (1.0 - std::pow(1.0 - density, 4.0));
+  BinarySource s;
+  // A prebuilt table costs nothing here, and never needs more picks than the gather.
+  s.table = L.table != nullptr || ones - groups > kTableMinSaving * static_cast<double>(n_in);
+  s.src = L.M;
+  s.n_src = n_in;
+  if (s.table) {
+    s.n_src = subset_table_rows(n_in);
+    if (L.table) {
+      s.src = L.table;
+    } else {
+      float* T = scratch<float>(table_slot, static_cast<size_t>(s.n_src * n_out));
+      build_subset_table(L.M, n_in, n_out, T);
+      s.src = T;
+    }
+  }
+  s.list_len = std::max<int64_t>(s.table ? s.n_src / 16 : n_in, 1);
+  return s;
+}
+
+int64_t row_list(const BinarySource& s, const float* x, int64_t n_in, int32_t* idx) {
+  return s.table ? nonzero_nibbles(x, n_in, idx) : nonzero_positions(x, n_in, idx);
+}
+
+}  // namespace
+
+void layer_update(const BatchView& X, const LayerView& L, const BatchView* X2,
+                  const LayerView* L2, float beta, const LayerOutputs& out, uint32_t stream,
+                  const RngView& rng) {
   const int64_t rows = X.rows, n_in = L.n_in, n_out = L.n_out;
   if (rows == 0 || n_out == 0) return;
+  const bool two = X2 != nullptr && L2 != nullptr;
+  const int64_t n_in2 = two ? L2->n_in : 0;
   const int64_t n_tiles = ceil_div(n_out, kTile);
   const int64_t per_task = rows_per_task(rows, omp_get_max_threads());
   const int64_t n_tasks = ceil_div(rows, per_task);
@@ -194,50 +250,33 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
                   static_cast<uint32_t>(j0));
   };
 
-  if (X.binary) {
-    // The table pays for itself once the batch has enough rows to reuse it: it saves
-    // (ones - nonzero groups) row adds and costs 4 n_in rows written to fresh memory,
-    // each a few times dearer than a row add from L2 (thresholds 8..64 timed within
-    // noise at 784 x 500; 16 sits in the middle).
-    // Decide from the number of ones alone (a vectorised sum), estimating the nonzero
-    // groups as if the bits were independent: exact enough, and deterministic.
-    double ones = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : ones) if (parallel_worth(rows * n_in) && !L.table)
-    for (int64_t r = 0; r < (L.table ? 0 : rows); ++r) ones += row_sum(X.X + r * n_in, n_in);
-    const double density = ones / static_cast<double>(rows * n_in);
-    const double groups = static_cast<double>(rows * ceil_div(n_in, 4)) *
-                          (1.0 - std::pow(1.0 - density, 4.0));
-    // A prebuilt table costs nothing here, and never needs more picks than the gather.
-    const bool table = L.table != nullptr ||
-                       ones - groups > kTableMinSaving * static_cast<double>(n_in);
-    const float* src = L.M;
-    int64_t n_src = n_in;  // rows of the matrix the lists index
-    if (table) {
-      n_src = subset_table_rows(n_in);
-      if (L.table) {
-        src = L.table;
-      } else {
-        float* T = scratch<float>(kSlotTable, static_cast<size_t>(n_src * n_out));
-        build_subset_table(L.M, n_in, n_out, T);
-        src = T;
-      }
-    }
-    const int64_t list_len = std::max<int64_t>(table ? n_src / 16 : n_in, 1);
+  if (X.binary && (!two || X2->binary)) {
+    const BinarySource s1 = binary_source(X, L, kSlotTable);
+    BinarySource s2;
+    if (two) s2 = binary_source(*X2, *L2, kSlotTable2);
+    const int64_t list_len = s1.list_len + (two ? s2.list_len : 0);
 #pragma omp parallel for schedule(static) if (parallel_worth(rows * n_out * 8))
     for (int64_t task = 0; task < n_tasks; ++task) {
       const int64_t r0 = task * per_task, r1 = std::min(rows, r0 + per_task);
       int32_t* idx = scratch<int32_t>(kSlotRowIndex, static_cast<size_t>(per_task * list_len));
-      int64_t nnz[16];
-      for (int64_t r = r0; r < r1; ++r)
-        nnz[r - r0] = table ? nonzero_nibbles(X.X + r * n_in, n_in, idx + (r - r0) * list_len)
-                            : nonzero_positions(X.X + r * n_in, n_in, idx + (r - r0) * list_len);
+      int64_t nnz[16], nnz2[16];
+      for (int64_t r = r0; r < r1; ++r) {
+        int32_t* lr = idx + (r - r0) * list_len;
+        nnz[r - r0] = row_list(s1, X.X + r * n_in, n_in, lr);
+        if (two) nnz2[r - r0] = row_list(s2, X2->X + r * n_in2, n_in2, lr + s1.list_len);
+      }
       alignas(64) float acc[kTile];
-      // Tile-outer: the n_src x kTile panel stays in L2 while this task's rows use it.
+      // Tile-outer: the n_src x kTile panels stay in L2 while this task's rows use them.
+      // The second neighbour's rows are added after the first's: a fixed order.
       for (int64_t tile = 0; tile < n_tiles; ++tile) {
         const int64_t j0 = tile * kTile;
         const int width = static_cast<int>(std::min<int64_t>(kTile, n_out - j0));
         for (int64_t r = r0; r < r1; ++r) {
-          sum_rows_tile(src, n_out, n_src, idx + (r - r0) * list_len, nnz[r - r0], j0, width, acc);
+          const int32_t* lr = idx + (r - r0) * list_len;
+          sum_rows_tile(s1.src, n_out, s1.n_src, lr, nnz[r - r0], j0, width, acc);
+          if (two)
+            sum_rows_tile(s2.src, n_out, s2.n_src, lr + s1.list_len, nnz2[r - r0], j0, width,
+                          acc, true);
           finish(r, j0, width, acc);
         }
       }
@@ -245,19 +284,27 @@ void layer_forward(const BatchView& X, const LayerView& L, float beta, const Lay
     return;
   }
 
-  // GEMM path: blocks of kGemmRows rows, one single-threaded sgemm each (the BLAS pool
-  // never fights the OpenMP team), epilogue while the block is in cache.
+  // GEMM path: blocks of kGemmRows rows, one single-threaded sgemm per input each (the
+  // BLAS pool never fights the OpenMP team), epilogue while the block is in cache.
   float* C = scratch<float>(kSlotGemm, static_cast<size_t>(rows * n_out));
   const int64_t n_blocks = ceil_div(rows, kGemmRows);
-#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(rows * n_out * n_in))
+#pragma omp parallel for schedule(dynamic, 1) if (parallel_worth(rows * n_out * (n_in + n_in2)))
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
     const int64_t r0 = blk * kGemmRows, r1 = std::min(rows, r0 + kGemmRows);
     gemm_block(false, r1 - r0, n_out, n_in, 1.0f, X.X + r0 * n_in, n_in, L.M, n_out,
                C + r0 * n_out, n_out);
+    if (two)
+      gemm_block(false, r1 - r0, n_out, n_in2, 1.0f, X2->X + r0 * n_in2, n_in2, L2->M, n_out,
+                 C + r0 * n_out, n_out, /*accumulate=*/true);
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t j0 = 0; j0 < n_out; j0 += kTile)
         finish(r, j0, static_cast<int>(std::min<int64_t>(kTile, n_out - j0)), C + r * n_out + j0);
   }
+}
+
+void layer_forward(const BatchView& X, const LayerView& L, float beta, const LayerOutputs& out,
+                   uint32_t stream, const RngView& rng) {
+  layer_update(X, L, nullptr, nullptr, beta, out, stream, rng);
 }
 
 // ---------------------------------------------------------------- gibbs_chains

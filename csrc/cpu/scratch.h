@@ -26,7 +26,8 @@ enum Slot : int {
   kSlotBiasGrad,       // cd_update: bias gradients
   kSlotField,          // scores: hidden field
   kSlotRowErr,         // cd_update: per-row reconstruction error
-  kSlotTable,          // layer_forward: subset-sum table of M
+  kSlotTable,          // layer_update: subset-sum table of M
+  kSlotTable2,         // layer_update: subset-sum table of the second neighbour's M
   kSlotTableVH,        // gibbs_chains: table of W (v -> h)
   kSlotTableHV,        // gibbs_chains: table of W^T (h -> v)
   kSlotStepStats,      // cd_update: per-block largest |W|, |velocity|
