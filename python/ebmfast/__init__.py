@@ -44,6 +44,7 @@ from .rbm import RBM  # noqa: E402
 from .ising import IsingLattice2D, sample_ising  # noqa: E402
 from .bm import BoltzmannMachine  # noqa: E402
 from .dbn import DBN  # noqa: E402
+from .dbm import DBM  # noqa: E402
 from .gaussian_rbm import GaussianRBM  # noqa: E402
 from .hopfield import Hopfield  # noqa: E402
 
@@ -58,7 +59,7 @@ def get_num_threads() -> int:
 
 
 __all__ += ["IsingLattice2D", "sample_ising", "BoltzmannMachine"]
-__all__ += ["Hopfield", "DBN", "GaussianRBM"]
+__all__ += ["Hopfield", "DBN", "DBM", "GaussianRBM"]
 __all__ += ["RBM", "datasets", "estimators", "reference", "set_num_threads", "get_num_threads"]
 
 # --- continuous chains (mcmc) and diagnostics

@@ -1,4 +1,4 @@
-"""Estimators of model quality: exact log Z by enumeration for small RBMs, and annealed
+"""Estimators of model quality: exact log Z by enumeration for small RBMs and DBMs, and annealed
 importance sampling (AIS, Salakhutdinov & Murray 2008) for larger ones."""
 from __future__ import annotations
 
@@ -23,9 +23,91 @@ def _log_sum_exp_chunks(scores_of, n_bits: int) -> float:
     return float(total)
 
 
+def _dbm_arrays(model):
+    """float64 host copies of a DBM's weights and biases."""
+    def host(a):
+        return np.asarray(a.get() if hasattr(a, "get") else a, np.float64)
+    return [host(W) for W in model.W_], [host(b) for b in model.biases_]
+
+
+def _dbm_summed_out(Ws, bs, states, layers):
+    """sum over the layers l in ``layers`` (whose neighbours are all in ``states``) of
+    sum_j softplus(b_l + x_{l-1} W_l + x_{l+1} W_{l+1}^T): those layers summed out."""
+    total = 0.0
+    L = len(Ws)
+    for l in layers:
+        z = np.broadcast_to(bs[l], (next(iter(states.values())).shape[0], bs[l].size)).copy()
+        if l > 0:
+            z += states[l - 1] @ Ws[l - 1]
+        if l < L:
+            z += states[l + 1] @ Ws[l].T
+        total = total + np.logaddexp(0.0, z).sum(axis=1)
+    return total
+
+
+def _dbm_log_partition(model, max_bits: int) -> float:
+    """log Z of a DBM: layers of one parity are independent given the other, so enumerate
+    the parity class with fewer units and sum the other out analytically."""
+    Ws, bs = _dbm_arrays(model)
+    sizes = [b.size for b in bs]
+    classes = [list(range(0, len(sizes), 2)), list(range(1, len(sizes), 2))]
+    enum = min(classes, key=lambda c: sum(sizes[l] for l in c))
+    rest = [l for l in range(len(sizes)) if l not in enum]
+    n = sum(sizes[l] for l in enum)
+    if n > max_bits:
+        raise ValueError(f"exact log Z of this DBM needs 2**{n} terms (its smaller parity class "
+                         f"has {n} > {max_bits} units); use a smaller model")
+
+    def scores(S):
+        states, start = {}, 0
+        for l in enum:
+            states[l] = S[:, start:start + sizes[l]]
+            start += sizes[l]
+        return sum(states[l] @ bs[l] for l in enum) + _dbm_summed_out(Ws, bs, states, rest)
+    return _log_sum_exp_chunks(scores, n)
+
+
+def exact_log_likelihood(model, X, max_bits: int = _MAX_EXACT_BITS) -> np.ndarray:
+    """Exact log p(v) per row of binary X (float64) for a small RBM or DBM: log p*(v) -
+    log Z, with log p*(v) = -F(v) for an RBM; for a DBM the odd layers are enumerated and
+    the even hidden layers summed out."""
+    from .dbm import DBM
+    log_z = exact_log_partition(model, max_bits)
+    if not isinstance(model, DBM):
+        return np.asarray(model.free_energy(X), np.float64) * -1.0 - log_z
+    V, _ = model._check_data(X, binary=True)
+    V = np.asarray(V.get() if hasattr(V, "get") else V, np.float64)
+    Ws, bs = _dbm_arrays(model)
+    sizes = [b.size for b in bs]
+    odd = list(range(1, len(sizes), 2))
+    even_hidden = list(range(2, len(sizes), 2))
+    n = sum(sizes[l] for l in odd)
+    if n > max_bits:
+        raise ValueError(f"exact log p(v) of this DBM needs 2**{n} terms per row; use a smaller model")
+    total = np.full(V.shape[0], -np.inf)
+    shifts = np.arange(n, dtype=np.int64)
+    for start in range(0, 2**n, _CHUNK):
+        r = np.arange(start, min(start + _CHUNK, 2**n), dtype=np.int64)[:, None]
+        S = ((r >> shifts) & 1).astype(np.float64)
+        states, o = {}, 0
+        for l in odd:
+            states[l] = S[:, o:o + sizes[l]]
+            o += sizes[l]
+        # terms that do not involve v, per configuration; then v W_1 h_1 per (row, config)
+        const = sum(states[l] @ bs[l] for l in odd) + _dbm_summed_out(Ws, bs, states, even_hidden)
+        s = V @ (Ws[0] @ states[1].T) + const[None, :]
+        m = np.maximum(total, s.max(axis=1))
+        total = m + np.log(np.exp(total - m) + np.exp(s - m[:, None]).sum(axis=1))
+    return V @ bs[0] + total - log_z
+
+
 def exact_log_partition(model, max_bits: int = _MAX_EXACT_BITS) -> float:
-    """log Z of an RBM by enumerating its smaller layer in float64:
-    log Z = log sum_h exp(c.h + sum_i softplus(b_i + (W h)_i)) (or the same over v)."""
+    """log Z by enumeration in float64. RBM: over its smaller layer,
+    log Z = log sum_h exp(c.h + sum_i softplus(b_i + (W h)_i)) (or the same over v). DBM:
+    over its smaller parity class of layers, the other class summed out."""
+    from .dbm import DBM
+    if isinstance(model, DBM):
+        return _dbm_log_partition(model, max_bits)
     W = np.asarray(model.W, np.float64)
     b = np.asarray(model.b, np.float64)
     c = np.asarray(model.c, np.float64)

@@ -140,6 +140,30 @@ def layer_update(inputs, bias, beta: float, stream: int, seed: int, step: int,
     return z, p, (u < p).astype(np.float32)
 
 
+def dbm_gibbs(Ws, biases, states, n_sweeps: int, seed: int, step: int, *, beta: float = 1.0,
+              clamp_visible: bool = False, chain_offset: int = 0):
+    """Two-block Gibbs sweeps of a DBM (layers x_0..x_L, W_l of shape (n_{l-1}, n_l)):
+    odd layers given even, then even given odd; layer l of sweep t samples with stream
+    STREAM_LAYER + l at step ``step + t``. p ∝ exp(-beta E): the biases are scaled too.
+    Returns the new list of states (float32)."""
+    states = [np.asarray(x, np.float32).copy() for x in states]
+    L = len(Ws)
+    for t in range(n_sweeps):
+        for parity in (1, 0):
+            for l in range(parity, L + 1, 2):
+                if l == 0 and clamp_visible:
+                    continue
+                inputs = []
+                if l > 0:
+                    inputs.append((states[l - 1], Ws[l - 1]))
+                if l < L:
+                    inputs.append((states[l + 1], np.asarray(Ws[l]).T))
+                _, _, states[l] = layer_update(inputs, beta * np.asarray(biases[l], np.float64),
+                                               beta, STREAM_LAYER + l, seed, step + t,
+                                               chain_offset)
+    return states
+
+
 def gibbs(W, b, c, V, k: int, beta: float, seed: int, step: int, chain_offset: int = 0):
     """k steps v -> h -> v; step t uses Philox step ``step + t`` (hidden and visible
     streams). Returns (V, H) after the last step. Biases enter as given (the model
