@@ -160,6 +160,39 @@ PYBIND11_MODULE(_core, m) {
                                     reinterpret_cast<long long*>(bonds),
                                     reinterpret_cast<long long*>(magnet), stream);
         });
+  // The shared layer update (DBN/DBM/RBM on the GPU); python/ebmfast/_layer_cuda.py checks
+  // the CuPy arrays (dtype, contiguity, shapes, device, no output overlapping an input).
+  m.def("cuda_layer_update",
+        [](uintptr_t X1, uintptr_t M1, int64_t n1, uintptr_t X2, uintptr_t M2, int64_t n2,
+           uintptr_t bias, int64_t rows, int64_t n_out, float beta, uintptr_t field,
+           uintptr_t prob, uintptr_t sample, int64_t stream_id, uint64_t seed, int64_t step,
+           int64_t chain_offset, uintptr_t cuda_stream) {
+          require(rows >= 0 && n_out >= 0 && n1 >= 0 && n2 >= 0, "bad layer sizes");
+          const bool work = rows > 0 && n_out > 0;
+          require(!work || (bias != 0 && (n1 == 0 || (X1 != 0 && M1 != 0))),
+                  "X1, M1 and bias must be device pointers");
+          require((X2 == 0) == (M2 == 0), "give both X2 and M2, or neither");
+          require(X2 != 0 || n2 == 0, "n2 must be 0 without a second neighbour");
+          const ebm::RngView r = rng_view(seed, step, chain_offset, rows);
+          const uint32_t st = check_u32(stream_id, "stream");
+          check_u32(n_out + 3, "n_out");  // the unit index of the last column's Philox block
+          const ebm::cuda::LayerInput in1{reinterpret_cast<const float*>(X1),
+                                          reinterpret_cast<const float*>(M1), n1};
+          const ebm::cuda::LayerInput in2{reinterpret_cast<const float*>(X2),
+                                          reinterpret_cast<const float*>(M2), n2};
+          const ebm::cuda::LayerOutputsCuda out{reinterpret_cast<float*>(field),
+                                                reinterpret_cast<float*>(prob),
+                                                reinterpret_cast<float*>(sample)};
+          py::gil_scoped_release nogil;
+          ebm::cuda::layer_update(in1, in2, reinterpret_cast<const float*>(bias), rows, n_out, beta,
+                                  out, st, r, cuda_stream);
+        },
+        py::arg("X1"), py::arg("M1"), py::arg("n1"), py::arg("X2"), py::arg("M2"), py::arg("n2"),
+        py::arg("bias"), py::arg("rows"), py::arg("n_out"), py::arg("beta"), py::arg("field"),
+        py::arg("prob"), py::arg("sample"), py::arg("stream_id"), py::arg("seed"), py::arg("step"),
+        py::arg("chain_offset"), py::arg("cuda_stream"),
+        "z = beta * (X1.M1 + X2.M2) + bias -> field / sigmoid / Bernoulli samples on device "
+        "buffers (pointers as integers, 0 = absent); X2 = M2 = 0 with n2 = 0 for one neighbour.");
 #else
   m.attr("cuda_compiled") = false;
   m.attr("cuda_archs") = "";

@@ -58,3 +58,34 @@ void mcmc_run_chunk(const EnergyView& energy, const ChainsView& chains, const Ch
                     float* scratch, uintptr_t stream);
 
 }  // namespace ebm::cuda
+
+// --- the shared layer update (layer_update.cu): z = beta * (X1.M1 + X2.M2) + bias, then
+// sigmoid and Bernoulli on the Philox stream (stream_id, chain = rng.chain_offset + row,
+// rng.step, unit = column), reference.layer_update's semantics. Every pointer is a device
+// pointer; `stream` is a cudaStream_t as an integer. Throws std::runtime_error.
+#include <cstdint>
+#include "common/views.h"
+
+namespace ebm::cuda {
+
+// One neighbour of the layer: X [rows, n_in], M [n_in, n_out], row-major float32.
+// X == nullptr marks an absent second neighbour.
+struct LayerInput {
+  const float* X = nullptr;  // [rows, n_in]
+  const float* M = nullptr;  // [n_in, n_out]
+  int64_t n_in = 0;
+};
+
+// What the epilogue writes; each pointer may be null (that output is skipped).
+struct LayerOutputsCuda {
+  float* field = nullptr;   // [rows, n_out] (w) z
+  float* prob = nullptr;    // [rows, n_out] (w) sigmoid(z)
+  float* sample = nullptr;  // [rows, n_out] (w) 1.0f / 0.0f
+};
+
+// bias [n_out]. Outputs must not overlap the inputs (blocks read X/M while others write).
+void layer_update(const LayerInput& in1, const LayerInput& in2, const float* bias, int64_t rows,
+                  int64_t n_out, float beta, const LayerOutputsCuda& out, uint32_t stream_id,
+                  const RngView& rng, uintptr_t stream);
+
+}  // namespace ebm::cuda
