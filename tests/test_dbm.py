@@ -245,3 +245,27 @@ def test_bad_data_leaves_model_unchanged():
         ef.DBM([9, 8, 6], device="tpu")
     assert all(np.array_equal(x, y) for x, y in zip(before, d.W_ + d.biases_))
     assert d.step_ == 0
+
+
+# ---------------------------------------------------------------- demo and harness
+
+
+def test_demo_dbm_improves_held_out_likelihood(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    import argparse
+    from ebmfast import dbm_demo
+    args = argparse.Namespace(out=str(tmp_path), seed=0, dbm_epochs=2, dbm_hidden=8,
+                              dbm_pretrain_epochs=3, mnist=False)
+    assert dbm_demo.main(args) == 0
+    out = capsys.readouterr().out
+    lls = [float(line.split("log p(v)")[1].split()[0]) for line in out.splitlines()
+           if "held-out log p(v)" in line]
+    assert len(lls) == 3 and lls[1] > lls[0] + 5.0  # pre-training alone gains nats
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "dbm_digits_samples.png").exists()
+
+
+def test_bench_dbm_smoke(tmp_path):
+    from ebmfast.cli import main
+    assert main(["bench", "--suite", "dbm", "--smoke", "--out", str(tmp_path)]) == 0
+    assert list(tmp_path.glob("dbm_cpu_*.json"))
