@@ -330,3 +330,20 @@ def test_demo_dbn_quick(tmp_path, capsys):
     raw = float(out.split("on the raw pixels (64) ")[1].split()[0])
     assert raw > 0.8
     assert (tmp_path / "dbn_digits_samples_by_label.png").stat().st_size > 1000
+
+
+def test_bench_dbn_smoke(tmp_path, capsys):
+    import json
+
+    from ebmfast.cli import main
+    assert main(["bench", "--suite", "dbn", "--smoke", "--no-peers", "--out", str(tmp_path)]) == 0
+    files = list(tmp_path.glob("dbn_cpu_*.json"))
+    assert len(files) == 1
+    (row,) = json.loads(files[0].read_text())["rows"]
+    m = row["median_ms"]
+    assert m["ebmfast"] > 0 and m["numpy"] > 0 and "sklearn" not in m
+    assert row["ratios"]["numpy/ebmfast"] == pytest.approx(m["numpy"] / m["ebmfast"])
+    # both implementations trained the same first layer: reconstruction errors alike
+    r = row["recon_error_layer1"]
+    assert abs(r["ebmfast"] - r["numpy"]) < 0.1 * r["numpy"]
+    assert "greedy epoch" in capsys.readouterr().out

@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         "bench", add_help=False,
         help="run a benchmark suite: --suite rbm (default; vs NumPy, scikit-learn, the GEMM "
              "floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
-             "NumPy), bm (Boltzmann-machine training vs NumPy) or hopfield (async recall vs "
-             "NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
+             "NumPy), bm (Boltzmann-machine training vs NumPy), hopfield (async recall vs "
+             "NumPy and the GEMM floor) or dbn (greedy DBN training epochs vs NumPy); 'ebmfast bench [--suite S] --help' for its options")
     sub.add_parser(
         "report", add_help=False,
         help="'ebmfast report quality': RBMs (CD-1, CD-10, PCD-1, scikit-learn) scored by "
@@ -177,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_bm as harness
         elif suite == "hopfield":
             from . import bench_hopfield as harness
+        elif suite == "dbn":
+            from . import bench_dbn as harness
         else:
-            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm or hopfield)",
+            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm, hopfield "
+                  "or dbn)",
                   file=sys.stderr)
             return 2
         return int(harness.main(rest) or 0)
