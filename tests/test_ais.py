@@ -94,3 +94,46 @@ def test_quality_report_quick(tmp_path, capsys):
         assert np.isfinite(r["log_z_forward"]) and np.isfinite(r["log_z_reverse"])
         assert r["test_ll_forward"] < 0 and r["test_pl"] < 0
     assert main(["report", "nothing"]) == 2
+
+
+def random_dbm(sizes, seed, scale=0.6):
+    rng = np.random.default_rng(seed)
+    d = ef.DBM(sizes, seed=seed, pretrain=False)
+    d.W_ = [(scale * rng.standard_normal((a, b))).astype(np.float32)
+            for a, b in zip(sizes[:-1], sizes[1:])]
+    d.biases_ = [(0.5 * rng.standard_normal(n)).astype(np.float32) for n in sizes]
+    d._refresh_transposes()
+    return d
+
+
+@pytest.mark.parametrize("sizes,seed", [([10, 8, 6], 0), ([6, 10, 5, 4], 1), ([12, 6, 9], 2)])
+def test_dbm_ais_forward_and_reverse_match_exact(sizes, seed):
+    from ebmfast.estimators import exact_log_partition
+    d = random_dbm(sizes, seed)
+    exact = exact_log_partition(d)
+    betas = np.linspace(0.0, 1.0, 2000)
+    fwd = ais(d, n_runs=200, betas=betas, seed=seed)
+    states = d.sample(200, n_steps=2000, return_all=True)  # near-exact samples at this size
+    rev = ais(d, n_runs=200, betas=betas, seed=seed + 10, reverse=True, init_states=states)
+    # 5 se: a 1e-6 two-sided Gaussian tail per check (bias ~ se^2/2 is far below it)
+    for r in (fwd, rev):
+        assert r.se < 0.05
+        assert abs(r.log_z - exact) < 5 * r.se + 1e-3, (r.log_z, exact, r.se)
+    # the check can fail: a wrong model (weights scaled) is far outside
+    assert abs(ais(random_dbm(sizes, seed, scale=0.7), n_runs=200, betas=betas,
+                   seed=seed).log_z - exact) > 5 * fwd.se + 1e-3
+
+
+def test_dbm_ais_with_base_rate_and_elbo():
+    from ebmfast.estimators import exact_log_likelihood, exact_log_partition
+    X = ef.datasets.bars_and_stripes(3)
+    d = ef.DBM([9, 8, 6], seed=3, epochs=50, batch_size=2, pretrain_epochs=100,
+               pretrain_learning_rate=0.1, learning_rate=0.05).fit(X)
+    exact = exact_log_partition(d)
+    r = ais(d, n_runs=100, betas=np.linspace(0.0, 1.0, 3000), data=X, seed=4)
+    assert abs(r.log_z - exact) < 5 * r.se + 1e-3
+    # the variational bound on the test log-likelihood with the AIS log Z
+    elbo = d.elbo(X, log_z=r.log_z)
+    assert np.all(elbo <= exact_log_likelihood(d, X) + 5 * r.se + 1e-3)
+    with pytest.raises(ValueError, match="init_states"):
+        ais(d, reverse=True)

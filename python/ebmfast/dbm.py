@@ -149,19 +149,20 @@ class DBM:
 
     def _kernel(self, inputs, bias, *, beta=1.0, stream=0, step=0, chain_offset=0,
                 want_prob=False, want_sample=False, want_field=False, out_sample=None,
-                tables=(None, None)):
+                tables=(None, None), seed=None):
         """The shared layer update z = beta * sum X.M + bias on the model's device.
-        ``inputs`` = [(X, M, X_is_binary)] (one or two)."""
+        ``inputs`` = [(X, M, X_is_binary)] (one or two); ``seed`` defaults to the model's."""
         (X, M, xb), *rest = inputs
         X2, M2, xb2 = rest[0] if rest else (None, None, False)
+        seed = self.seed_ if seed is None else seed
         if self._device == "cpu":
             return _core.layer_update(X, M, bias, beta, xb, X2, M2, xb2, want_field=want_field,
                                       want_prob=want_prob, want_sample=want_sample,
-                                      stream=stream, seed=self.seed_, step=step,
+                                      stream=stream, seed=seed, step=step,
                                       chain_offset=chain_offset, table=tables[0],
                                       table2=tables[1] if rest else None, out_sample=out_sample)
         from ._layer_cuda import layer_update
-        return layer_update(X, M, bias, beta, X2=X2, M2=M2, stream=stream, seed=self.seed_,
+        return layer_update(X, M, bias, beta, X2=X2, M2=M2, stream=stream, seed=seed,
                             step=step, chain_offset=chain_offset, want_field=want_field,
                             want_prob=want_prob, want_sample=want_sample, out_sample=out_sample)
 
@@ -190,15 +191,19 @@ class DBM:
     # ------------------------------------------------------------------ sampling
 
     def _sweeps(self, states, n_sweeps: int, first_step: int, *, beta: float = 1.0,
-                clamp_visible: bool = False, chain_offset: int = 0) -> None:
+                clamp_visible: bool = False, chain_offset: int = 0, biases=None,
+                seed=None) -> None:
         """n two-block Gibbs sweeps of the binary ``states`` (list of layers) in place:
-        odd layers given even, then even given odd; sweep t uses Philox step first_step + t."""
+        odd layers given even, then even given odd; sweep t uses Philox step first_step + t.
+        p ∝ exp(-beta E): products scaled by beta, biases too unless given (AIS passes its
+        interpolated biases)."""
         rows = states[0].shape[0]
         tables = None
         if self._device == "cpu" and n_sweeps * rows >= _TABLE_MIN_ROW_SWEEPS:
             tables = self._subset_tables()
         binary = [True] * (self.n_layers + 1)
-        biases = self.biases_ if beta == 1.0 else [beta * b for b in self.biases_]
+        if biases is None:
+            biases = self.biases_ if beta == 1.0 else [beta * b for b in self.biases_]
         for t in range(n_sweeps):
             for parity in (1, 0):
                 for l in range(parity, self.n_layers + 1, 2):
@@ -207,7 +212,7 @@ class DBM:
                     inputs, tabs = self._neighbours(states, l, binary, tables)
                     self._kernel(inputs, biases[l], beta=beta, stream=STREAM_LAYER + l,
                                  step=first_step + t, chain_offset=chain_offset,
-                                 want_sample=True, out_sample=states[l], tables=tabs)
+                                 want_sample=True, out_sample=states[l], tables=tabs, seed=seed)
 
     def _random_states(self, n: int):
         """Fresh chains: every unit Bernoulli(1/2) from the Philox init stream."""

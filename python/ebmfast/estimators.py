@@ -171,6 +171,7 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
     """
     from . import _core
     from ._backend import check_int, check_seed
+    from .dbm import DBM
     from .reference import STREAM_INIT
     n_runs = check_int(n_runs, "n_runs", minimum=2)
     seed = check_seed(seed)
@@ -178,6 +179,9 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
     if betas.ndim != 1 or betas.size < 2 or betas[0] != 0.0 or betas[-1] != 1.0 \
             or np.any(np.diff(betas) < 0) or not np.isfinite(betas).all():
         raise ValueError("betas must increase from 0 to 1 (first 0, last 1)")
+    if isinstance(model, DBM):
+        logw, log_z_base = _ais_dbm_weights(model, n_runs, betas, data, seed, reverse, init_states)
+        return _ais_result(logw, log_z_base, reverse)
     W = np.asarray(model.W, np.float32)
     WT = np.ascontiguousarray(W.T)
     b = np.asarray(model.b, np.float64)
@@ -224,6 +228,13 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
             if k > 1:
                 transition(V, k - 1)
     log_z_base = float(np.logaddexp(0.0, bA).sum() + n_h * np.log(2.0))
+    return _ais_result(logw, log_z_base, reverse)
+
+
+def _ais_result(logw: np.ndarray, log_z_base: float, reverse: bool) -> AISResult:
+    """log Ẑ from the log importance weights: log Z_A + log mean w (forward) or
+    log Z_A - log mean w (reverse), with the delta-method standard error."""
+    n_runs = logw.size
     m = logw.max()
     w = np.exp(logw - m)
     log_mean_w = m + float(np.log(w.mean()))
@@ -232,3 +243,78 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
     return AISResult(log_z=log_z, se=se, interval=(log_z - 3 * se, log_z + 3 * se),
                      ess=float(w.sum() ** 2 / (w ** 2).sum()), log_z_base=log_z_base,
                      log_weights=logw)
+
+
+def _ais_dbm_weights(model, n_runs, betas, data, seed, reverse, init_states):
+    """Log AIS weights for a DBM (Salakhutdinov & Hinton 2009): the base model has no
+    weights, the base-rate visible biases and zero hidden biases; model k has
+    log p*_k(x) = sum_l [(1 - β_k) bA_l + β_k b_l].x_l + β_k sum_l x_{l-1} W_l x_l. The odd
+    layers are summed out analytically given the even ones, so the weights need only the
+    even layers: log f_k(x_even) = sum_even [(1-β_k) bA_l + β_k b_l].x_l + sum_odd sum_j
+    softplus((1-β_k) bA_lj + β_k (b_l + x_{l-1} W_l + x_{l+1} W_{l+1}^T)_j). Each
+    transition is one two-block Gibbs sweep of model k on the shared layer kernel (the
+    model's device), Philox step k of the given seed."""
+    from . import _core
+    from .reference import STREAM_INIT
+    xp = model._xp
+    sizes = model.layer_sizes
+    L = len(sizes) - 1
+    bA = [_base_rate_biases(data, sizes[0])] + [np.zeros(n) for n in sizes[1:]]
+    bA_dev = [xp.asarray(a, dtype=xp.float64) for a in bA]
+    b_dev = [b.astype(xp.float64) for b in model.biases_]
+    odd = list(range(1, L + 1, 2))
+    even = list(range(0, L + 1, 2))
+    binary = [True] * (L + 1)
+
+    def log_fs(states, beta0, beta1):
+        """log f at two inverse temperatures from one set of odd-layer fields."""
+        fields = {}
+        for l in odd:
+            inputs, _ = model._neighbours(states, l, binary)
+            f, _, _ = model._kernel(inputs, xp.zeros(sizes[l], dtype=xp.float32), want_field=True)
+            fields[l] = f.astype(xp.float64)
+        out = []
+        for t in (beta0, beta1):
+            total = 0.0
+            for l in even:
+                total = total + states[l].astype(xp.float64) @ ((1 - t) * bA_dev[l] + t * b_dev[l])
+            for l in odd:
+                z = (1 - t) * bA_dev[l] + t * (b_dev[l] + fields[l])
+                total = total + xp.logaddexp(0.0, z).sum(axis=1)
+            out.append(total)
+        return out
+
+    def transition(states, k):
+        t = float(betas[k])
+        biases = [((1 - t) * bA_dev[l] + t * b_dev[l]).astype(xp.float32) for l in range(L + 1)]
+        model._sweeps(states, 1, k, beta=t, biases=biases, seed=seed)
+
+    K = betas.size - 1
+    logw = xp.zeros(n_runs, dtype=xp.float64)
+    if not reverse:
+        u = _core.philox_uniforms(seed, STREAM_INIT, 0, n_runs, sum(sizes), 0)
+        states, start = [], 0
+        for l, n in enumerate(sizes):
+            p = 1.0 / (1.0 + np.exp(-bA[l]))
+            states.append(xp.asarray(np.ascontiguousarray((u[:, start:start + n] < p).astype(np.float32))))
+            start += n
+        for k in range(1, K + 1):
+            lo, hi = log_fs(states, betas[k - 1], betas[k])
+            logw += hi - lo
+            if k < K:
+                transition(states, k)
+    else:
+        if init_states is None:
+            raise ValueError("reverse AIS needs init_states (model states, one array per layer, "
+                             "n_runs rows: dbm.sample(n_runs, return_all=True))")
+        states = model._check_states(init_states)
+        if states[0].shape[0] != n_runs:
+            raise ValueError(f"init_states must have n_runs = {n_runs} rows, got {states[0].shape[0]}")
+        for k in range(K, 0, -1):
+            lo, hi = log_fs(states, betas[k - 1], betas[k])
+            logw += lo - hi
+            if k > 1:
+                transition(states, k - 1)
+    log_z_base = float(sum(np.logaddexp(0.0, a).sum() for a in bA))
+    logw = logw.get() if hasattr(logw, "get") else logw
+    return np.asarray(logw, np.float64), log_z_base
