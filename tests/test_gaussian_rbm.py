@@ -89,3 +89,56 @@ def test_divergence_is_a_clear_error():
 def test_bad_input(call, exc):
     with pytest.raises(exc):
         call()
+
+
+def random_gaussian_rbm(n_v, n_h, seed, scale=0.5):
+    rng = np.random.default_rng(seed)
+    g = ef.GaussianRBM(n_v, n_h, sigma=rng.uniform(0.5, 1.5, n_v), seed=seed)
+    g.W = scale * rng.standard_normal((n_v, n_h))
+    g.b = rng.standard_normal(n_v)
+    g.c = 0.5 * rng.standard_normal(n_h)
+    return g
+
+
+def test_exact_log_partition_against_numerical_integration():
+    # one visible unit: Z = sum_h exp(c.h) int exp(-(v-b)^2/(2s^2) + v (W h)/s^2) dv
+    g = random_gaussian_rbm(1, 3, 0)
+    v = np.linspace(-30, 30, 200_001)
+    H = np.array([[(k >> j) & 1 for j in range(3)] for k in range(8)], float)
+    s2 = g.sigma[0] ** 2
+    dens = sum(np.exp(h @ g.c - (v - g.b[0]) ** 2 / (2 * s2) + v * (g.W[0] @ h) / s2) for h in H)
+    want = np.log(np.trapezoid(dens, v))
+    assert g.log_partition() == pytest.approx(want, abs=1e-6)
+    assert ef.estimators.exact_log_partition(g) == g.log_partition()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ais_forward_and_reverse_match_exact(seed):
+    from ebmfast.estimators import ais
+    g = random_gaussian_rbm(6, 8, seed)
+    exact = g.log_partition()
+    betas = np.linspace(0.0, 1.0, 2000)
+    fwd = ais(g, n_runs=200, betas=betas, seed=seed)
+    rev = ais(g, n_runs=200, betas=betas, seed=seed + 5, reverse=True,
+              init_states=g.sample(200, n_steps=1000))
+    # 5 se: a 1e-6 two-sided Gaussian tail per check
+    for r in (fwd, rev):
+        assert r.se < 0.05
+        assert abs(r.log_z - exact) < 5 * r.se + 1e-3, (r.log_z, exact, r.se)
+    ll = g.log_likelihood(g.sample(5, n_steps=50), log_z=fwd.log_z)
+    assert np.all(np.isfinite(ll))
+
+
+def test_learned_sigma_recovers_the_data_scale():
+    rng = np.random.default_rng(0)
+    true_sigma = np.array([0.5, 2.0, 1.0])
+    X = rng.normal([1.0, -2.0, 0.0], true_sigma, size=(4000, 3))
+    g = ef.GaussianRBM(3, 2, sigma=1.0, learn_sigma=True, learning_rate=0.01, momentum=0.5,
+                       batch_size=100, epochs=40, seed=0).fit(X)
+    # independent Gaussian data: the weights stay small and sigma must move to the data's
+    # standard deviation (from 1.0 for every unit)
+    np.testing.assert_allclose(g.sigma, true_sigma, rtol=0.1)
+    fixed = ef.GaussianRBM(3, 2, sigma=1.0, learning_rate=0.01, epochs=2, seed=0).fit(X)
+    assert np.array_equal(fixed.sigma, np.ones(3))
+    with pytest.raises(TypeError, match="learn_sigma"):
+        ef.GaussianRBM(3, 2, learn_sigma="yes")

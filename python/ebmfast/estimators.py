@@ -162,8 +162,11 @@ def exact_log_partition(model, max_bits: int = _MAX_EXACT_BITS, *, beta: float =
     from ._backend import check_float
     from .bm import BoltzmannMachine
     from .dbm import DBM
+    from .gaussian_rbm import GaussianRBM
     from .ising import IsingLattice2D
     beta = check_float(beta, "beta")
+    if isinstance(model, GaussianRBM) and beta == 1.0:
+        return model.log_partition()
     if isinstance(model, BoltzmannMachine):  # -E = 1/2 y^T W y + b.y
         return _quadratic_log_partition(beta * model.W, beta * model.b, spins=False,
                                         max_bits=max_bits)
@@ -250,6 +253,11 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
         raise ValueError("betas must increase from 0 to 1 (first 0, last 1)")
     if isinstance(model, DBM):
         logw, log_z_base = _ais_dbm_weights(model, n_runs, betas, data, seed, reverse, init_states)
+        return _ais_result(logw, log_z_base, reverse)
+    from .gaussian_rbm import GaussianRBM
+    if isinstance(model, GaussianRBM):
+        logw, log_z_base = _ais_gaussian_weights(model, n_runs, betas, data, seed, reverse,
+                                                 init_states)
         return _ais_result(logw, log_z_base, reverse)
     W = np.asarray(model.W, np.float32)
     WT = np.ascontiguousarray(W.T)
@@ -387,3 +395,64 @@ def _ais_dbm_weights(model, n_runs, betas, data, seed, reverse, init_states):
     log_z_base = float(sum(np.logaddexp(0.0, a).sum() for a in bA))
     logw = logw.get() if hasattr(logw, "get") else logw
     return np.asarray(logw, np.float64), log_z_base
+
+
+def _box_muller(seed: int, stream: int, step: int, rows: int, cols: int) -> np.ndarray:
+    """Standard normals from Philox uniforms (units 2i, 2i+1 of each row), float64."""
+    from . import _core
+    u = _core.philox_uniforms(seed, stream, step, rows, 2 * cols, 0).astype(np.float64)
+    return np.sqrt(-2.0 * np.log(1.0 - u[:, 0::2])) * np.cos(2.0 * np.pi * u[:, 1::2])
+
+
+def _ais_gaussian_weights(model, n_runs, betas, data, seed, reverse, init_states):
+    """Log AIS weights for a Gaussian-Bernoulli RBM with fixed sigma. The base model has no
+    weights, visible means b_A (the data's mean, else the model's b) and the model's sigma;
+    model k interpolates the energies geometrically, which leaves, with h summed out,
+    log f_k(v) = -sum_i [(v_i - b_k,i)^2 + β_k (1 - β_k)(b_i - b_A,i)^2] / (2 sigma_i^2)
+    + sum_j softplus(β_k (c_j + (v / sigma^2) W_j)), b_k = (1 - β_k) b_A + β_k b. Its Gibbs
+    transition: h ~ Bernoulli(sigmoid(β_k (c + (v / sigma^2) W))), v ~ N(b_k + β_k W h,
+    sigma^2), with Philox uniforms of the given seed at step k."""
+    from . import _core
+    from .gaussian_rbm import _real
+    from .reference import STREAM_HIDDEN, STREAM_INIT, STREAM_VISIBLE
+    model._require_sigma()
+    W = np.asarray(model.W, np.float64)
+    b = np.asarray(model.b, np.float64)
+    c = np.asarray(model.c, np.float64)
+    sig = np.asarray(model.sigma, np.float64)
+    s2 = sig ** 2
+    n_v, n_h = W.shape
+    bA = b.copy() if data is None else _real(data, "data", n_v).astype(np.float64).mean(axis=0)
+
+    def log_f(V, t):
+        bt = (1 - t) * bA + t * b
+        quad = ((V - bt) ** 2 + t * (1 - t) * (b - bA) ** 2) / (2 * s2)
+        return -quad.sum(axis=1) + np.logaddexp(0.0, t * ((V / s2) @ W + c)).sum(axis=1)
+
+    def transition(V, k):
+        t = float(betas[k])
+        P = 1.0 / (1.0 + np.exp(-t * ((V / s2) @ W + c)))
+        H = (_core.philox_uniforms(seed, STREAM_HIDDEN, k, n_runs, n_h, 0) < P).astype(np.float64)
+        mean = (1 - t) * bA + t * b + t * (H @ W.T)
+        return mean + sig * _box_muller(seed, STREAM_VISIBLE, k, n_runs, n_v)
+
+    K = betas.size - 1
+    logw = np.zeros(n_runs)
+    if not reverse:
+        V = bA + sig * _box_muller(seed, STREAM_INIT, 0, n_runs, n_v)
+        for k in range(1, K + 1):
+            logw += log_f(V, betas[k]) - log_f(V, betas[k - 1])
+            if k < K:
+                V = transition(V, k)
+    else:
+        if init_states is None:
+            raise ValueError("reverse AIS needs init_states (model samples, n_runs rows)")
+        V = _real(init_states, "init_states", n_v).astype(np.float64)
+        if V.shape[0] != n_runs:
+            raise ValueError(f"init_states must have n_runs = {n_runs} rows, got {V.shape[0]}")
+        for k in range(K, 0, -1):
+            logw += log_f(V, betas[k - 1]) - log_f(V, betas[k])
+            if k > 1:
+                V = transition(V, k - 1)
+    log_z_base = float(np.log(np.sqrt(2 * np.pi) * sig).sum() + n_h * np.log(2.0))
+    return logw, log_z_base

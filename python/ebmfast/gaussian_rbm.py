@@ -5,7 +5,9 @@ sigma, binary hidden units (the parameterisation of Cho, Ilin & Raiko 2011):
     p(h_j = 1 | v) = sigmoid(c_j + sum_i W_ij v_i / sigma_i^2)
     p(v_i | h)     = Normal(b_i + sum_j W_ij h_j, sigma_i^2)
 
-sigma is fixed (from the data's per-unit standard deviation, or given). Uniforms come from
+sigma is fixed (from the data's per-unit standard deviation, or given) or, with
+``learn_sigma=True``, learned as z_i = log sigma_i^2 (Cho et al.'s parameterisation: the
+gradient of -E with respect to z_i is e^{-z_i} ((v_i - b_i)^2 / 2 - v_i (W h)_i)). Uniforms come from
 the shared Philox stream (hidden units: STREAM_HIDDEN; visible normals: Box-Muller on
 units 2i, 2i+1 of STREAM_VISIBLE), products through the module's BLAS.
 """
@@ -42,7 +44,7 @@ class GaussianRBM:
 
     def __init__(self, n_visible: int, n_hidden: int, *, sigma="data", learning_rate: float = 0.01,
                  method: str = "cd", k: int = 1, momentum: float = 0.0, weight_decay: float = 0.0,
-                 batch_size: int = 100, epochs: int = 10, seed=None):
+                 batch_size: int = 100, epochs: int = 10, seed=None, learn_sigma: bool = False):
         self.n_visible = check_int(n_visible, "n_visible", minimum=1)
         self.n_hidden = check_int(n_hidden, "n_hidden", minimum=1)
         self.learning_rate = check_float(learning_rate, "learning_rate", minimum=0.0)
@@ -55,6 +57,9 @@ class GaussianRBM:
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.epochs = check_int(epochs, "epochs", minimum=0)
         self.seed_ = check_seed(seed)
+        if not isinstance(learn_sigma, (bool, np.bool_)):
+            raise TypeError(f"learn_sigma must be True or False, got {learn_sigma!r}")
+        self.learn_sigma = bool(learn_sigma)
         if isinstance(sigma, str):
             if sigma != "data":
                 raise ValueError(f"sigma must be 'data', a number or an array, got {sigma!r}")
@@ -70,6 +75,7 @@ class GaussianRBM:
         self.b = np.zeros(self.n_visible)
         self.c = np.zeros(self.n_hidden)
         self._vel = [np.zeros_like(self.W), np.zeros_like(self.b), np.zeros_like(self.c)]
+        self._vel_log_var = np.zeros(self.n_visible)  # velocity of z = log sigma^2
         self._step = 1
         self.chains_ = None
         self.history_: list[dict] = []
@@ -124,6 +130,27 @@ class GaussianRBM:
         A = (V / self.sigma**2) @ self.W + self.c
         return (((V - self.b) ** 2) / (2 * self.sigma**2)).sum(axis=1) - np.logaddexp(0.0, A).sum(axis=1)
 
+    def log_partition(self) -> float:
+        """Exact log Z by enumerating the hidden layer (the visibles integrate in closed
+        form): log sum_h exp(c.h + sum_i ((b_i + (W h)_i)^2 - b_i^2) / (2 sigma_i^2))
+        + sum_i log(sqrt(2 pi) sigma_i). Up to 25 hidden units."""
+        self._require_sigma()
+        from .estimators import _MAX_EXACT_BITS, _log_sum_exp_chunks
+        if self.n_hidden > _MAX_EXACT_BITS:
+            raise ValueError(f"exact log Z needs 2**{self.n_hidden} terms (n_hidden > "
+                             f"{_MAX_EXACT_BITS}); use ebmfast.estimators.ais")
+        s2 = self.sigma ** 2
+
+        def scores(H):
+            m = self.b + H @ self.W.T
+            return H @ self.c + ((m ** 2 - self.b ** 2) / (2 * s2)).sum(axis=1)
+        return float(_log_sum_exp_chunks(scores, self.n_hidden)
+                     + np.log(np.sqrt(2 * np.pi) * self.sigma).sum())
+
+    def log_likelihood(self, X, log_z: float | None = None) -> np.ndarray:
+        """log p(v) = -F(v) - log Z per row (log Z exact unless given, e.g. from AIS)."""
+        return -self.free_energy(X) - (self.log_partition() if log_z is None else float(log_z))
+
     def _require_sigma(self):
         if self.sigma is None:
             raise ValueError("sigma='data' is set by the first fit; fit the model or give sigma")
@@ -156,10 +183,18 @@ class GaussianRBM:
             decay = self.weight_decay * p if p is self.W else 0.0
             v2 = self.momentum * v + self.learning_rate * (g - decay)
             new.append((p + v2, v2))
+        if self.learn_sigma:  # z = log sigma^2; d(-E)/dz = ((v - b)^2 / 2 - v (W h)) / sigma^2
+            def dz(V, P):
+                return ((0.5 * (V - self.b) ** 2 - V * (P @ self.W.T)) / s2).mean(axis=0)
+            vz = self.momentum * self._vel_log_var + self.learning_rate * (dz(V0, P0) - dz(Vk, Pk))
+            # sigma >= 1e-3, as for sigma="data"
+            new.append((np.maximum(np.log(s2) + vz, 2.0 * np.log(1e-3)), vz))
         if not all(np.isfinite(p).all() and np.isfinite(v).all() for p, v in new):
             raise FloatingPointError("non-finite parameters: lower the learning rate (Gaussian "
                                      "visibles diverge easily) or standardise the data")
-        (self.W, self._vel[0]), (self.b, self._vel[1]), (self.c, self._vel[2]) = new
+        (self.W, self._vel[0]), (self.b, self._vel[1]), (self.c, self._vel[2]) = new[:3]
+        if self.learn_sigma:
+            self.sigma, self._vel_log_var = np.sqrt(np.exp(new[3][0])), new[3][1]
         recon = self.b + P0 @ self.W.T  # mean-field reconstruction E[v | p(h | v0)]
         return float(((V0 - recon) ** 2).sum(axis=1).mean())
 
