@@ -154,17 +154,63 @@ def exact_log_partition_ising(h, J, beta: float = 1.0, max_bits: int = _MAX_EXAC
                                     max_bits=max_bits)
 
 
-def exact_log_partition(model, max_bits: int = _MAX_EXACT_BITS, *, beta: float = 1.0) -> float:
+_MAX_EXACT_BITS_GPU = 30
+
+
+def _rbm_log_partition_cuda(W, b, c, max_bits: int, chunk: int = 1 << 16) -> float:
+    """log Z of an RBM by enumerating its smaller layer on the GPU: each chunk of states is
+    built on the device, its products with W come from the hand-written CUDA layer kernel
+    (float32 products, as on the CPU path's table sums), softplus and the running
+    log-sum-exp in float64 on the device."""
+    import cupy as cp
+    from ._layer_cuda import layer_update
+    n_v, n_h = W.shape
+    if n_h <= n_v:  # enumerate h: scores = c.h + sum_i softplus(b_i + (W h)_i)
+        n, M, lin, other = n_h, np.ascontiguousarray(W.T, np.float32), c, b
+    else:
+        n, M, lin, other = n_v, np.ascontiguousarray(W, np.float32), b, c
+    if n > max_bits:
+        raise ValueError(f"exact log Z needs 2**{n} terms (> 2**{max_bits} on the GPU); use AIS")
+    M_d = cp.asarray(M)
+    lin_d = cp.asarray(lin, dtype=cp.float64)
+    other_d = cp.asarray(other, dtype=cp.float64)
+    zero = cp.zeros(M.shape[1], dtype=cp.float32)
+    shifts = cp.arange(n, dtype=cp.int64)
+    total = -np.inf
+    for start in range(0, 2**n, chunk):
+        r = cp.arange(start, min(start + chunk, 2**n), dtype=cp.int64)[:, None]
+        S = ((r >> shifts) & 1).astype(cp.float32)
+        f, _, _ = layer_update(S, M_d, zero, 1.0, stream=0, seed=0, step=0, want_field=True)
+        sc = (S.astype(cp.float64) * lin_d).sum(axis=1) + \
+            cp.logaddexp(0.0, f.astype(cp.float64) + other_d).sum(axis=1)
+        m = max(total, float(sc.max()))
+        total = m + float(np.log(np.exp(total - m) + float(cp.exp(sc - m).sum())))
+    return float(total)
+
+
+def exact_log_partition(model, max_bits: int | None = None, *, beta: float = 1.0,
+                        device: str = "cpu") -> float:
     """log Z by enumeration in float64, for p ∝ exp(-beta E). RBM: over its smaller layer,
     log Z = log sum_h exp(c.h + sum_i softplus(b_i + (W h)_i)) (or the same over v). DBM:
     over its smaller parity class of layers, the other class summed out. BoltzmannMachine
-    and IsingLattice2D (n = L^2 spins): over all states (n <= max_bits)."""
+    and IsingLattice2D (n = L^2 spins): over all states (n <= max_bits). ``max_bits``
+    defaults to 25 (CPU) or 30 (``device="cuda"``, RBMs: the GPU enumerates the chunks)."""
     from ._backend import check_float
     from .bm import BoltzmannMachine
     from .dbm import DBM
     from .gaussian_rbm import GaussianRBM
     from .ising import IsingLattice2D
+    from ._backend import check_int, resolve_device
     beta = check_float(beta, "beta")
+    device = resolve_device(device, cuda_implemented=True)
+    if max_bits is None:
+        max_bits = _MAX_EXACT_BITS_GPU if device == "cuda" else _MAX_EXACT_BITS
+    max_bits = check_int(max_bits, "max_bits", minimum=1, maximum=40)
+    if device == "cuda":
+        if type(model).__name__ != "RBM" or beta != 1.0:
+            raise ValueError("device='cuda' enumerates RBMs (beta = 1); other models run on the CPU")
+        return _rbm_log_partition_cuda(np.asarray(model.W, np.float64), np.asarray(model.b, np.float64),
+                                       np.asarray(model.c, np.float64), max_bits)
     if isinstance(model, GaussianRBM) and beta == 1.0:
         return model.log_partition()
     if isinstance(model, BoltzmannMachine):  # -E = 1/2 y^T W y + b.y
@@ -225,7 +271,7 @@ def _base_rate_biases(data, n_visible: int, eps: float = 1e-3) -> np.ndarray:
 
 
 def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: bool = False,
-        init_states=None) -> AISResult:
+        init_states=None, device: str = "cpu") -> AISResult:
     """AIS estimate of log Z of an RBM (Salakhutdinov & Murray 2008).
 
     The base model has the RBM's hidden layer with zero weights and visible biases b_A
@@ -240,6 +286,11 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
     and estimates Z_A / Z; log Z-hat = log Z_A - log mean w. Forward AIS underestimates
     log Z in expectation, reverse AIS from exact model samples overestimates it: together
     they bracket it.
+
+    Also for a ``DBM`` (on the model's device; ``init_states`` one array per layer) and a
+    ``GaussianRBM`` (CPU). ``device="cuda"`` runs an RBM's chains on the GPU (the CUDA layer
+    kernel, the same Philox stream as the CPU: the runs agree sample for sample up to
+    float rounding); the weights are copied to the GPU, the result is the same AISResult.
     """
     from . import _core
     from ._backend import check_int, check_seed
@@ -259,33 +310,55 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
         logw, log_z_base = _ais_gaussian_weights(model, n_runs, betas, data, seed, reverse,
                                                  init_states)
         return _ais_result(logw, log_z_base, reverse)
+    from ._backend import resolve_device
+    device = resolve_device(device, cuda_implemented=True)
     W = np.asarray(model.W, np.float32)
     WT = np.ascontiguousarray(W.T)
     b = np.asarray(model.b, np.float64)
     c = np.asarray(model.c, np.float64)
     n_v, n_h = W.shape
     bA = _base_rate_biases(data, n_v)
+    xp = np
+    if device == "cuda":
+        import cupy as xp
+        from ._layer_cuda import layer_update
+        W_d, WT_d = xp.asarray(W), xp.asarray(WT)
+        b_d, c_d, bA_d = xp.asarray(b), xp.asarray(c), xp.asarray(bA)
+        zeros_h = xp.zeros(n_h, dtype=xp.float32)
 
     def log_fs(V, beta0, beta1):
-        """log f at two inverse temperatures from one product V.W (the module's BLAS: NumPy's
-        threads would keep spinning beside the Gibbs kernel)."""
-        a = _core.matmul(V, W).astype(np.float64) + c
-        V64 = V.astype(np.float64)
-        lin_a, lin_b = V64 @ bA, V64 @ b
-        return [(1.0 - t) * lin_a + t * lin_b + np.logaddexp(0.0, t * a).sum(axis=1)
+        """log f at two inverse temperatures from one product V.W (CPU: the module's BLAS,
+        NumPy's threads would keep spinning beside the Gibbs kernel; GPU: the layer kernel)."""
+        if device == "cuda":
+            a = layer_update(V, W_d, zeros_h, 1.0, stream=0, seed=0, step=0,
+                             want_field=True)[0].astype(xp.float64) + c_d
+            V64 = V.astype(xp.float64)
+            lin_a, lin_b = V64 @ bA_d, V64 @ b_d
+        else:
+            a = _core.matmul(V, W).astype(np.float64) + c
+            V64 = V.astype(np.float64)
+            lin_a, lin_b = V64 @ bA, V64 @ b
+        return [(1.0 - t) * lin_a + t * lin_b + xp.logaddexp(0.0, t * a).sum(axis=1)
                 for t in (beta0, beta1)]
 
     def transition(V, k):  # one v -> h -> v step that leaves model k invariant
         beta = float(betas[k])
         bv = ((1.0 - beta) * bA + beta * b).astype(np.float32)
         ch = (beta * c).astype(np.float32)
-        _core.gibbs(W, WT, bv, ch, V, None, 1, beta, seed, k, 0, None)
+        if device == "cuda":  # the same streams and steps as _core.gibbs
+            from .reference import STREAM_HIDDEN, STREAM_VISIBLE
+            _, _, H = layer_update(V, W_d, xp.asarray(ch), beta, stream=STREAM_HIDDEN, seed=seed,
+                                   step=k, want_sample=True)
+            layer_update(H, WT_d, xp.asarray(bv), beta, stream=STREAM_VISIBLE, seed=seed, step=k,
+                         want_sample=True, out_sample=V)
+        else:
+            _core.gibbs(W, WT, bv, ch, V, None, 1, beta, seed, k, 0, None)
 
     K = betas.size - 1
-    logw = np.zeros(n_runs)
+    logw = xp.zeros(n_runs)
     if not reverse:  # exact samples of the base model, then one transition per model
         u = _core.philox_uniforms(seed, STREAM_INIT, 0, n_runs, n_v, 0)
-        V = (u < 1.0 / (1.0 + np.exp(-bA))).astype(np.float32)
+        V = xp.asarray((u < 1.0 / (1.0 + np.exp(-bA))).astype(np.float32))
         for k in range(1, K + 1):
             lo, hi = log_fs(V, betas[k - 1], betas[k])
             logw += hi - lo
@@ -295,7 +368,11 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
         if init_states is None:
             raise ValueError("reverse AIS needs init_states (model samples or data), n_runs rows")
         from ._backend import check_units
-        V, _ = check_units(init_states, "init_states", n_v, binary=True)
+        if device == "cuda":
+            from ._layer_cuda import check_device_units
+            V, _ = check_device_units(xp.asarray(init_states), "init_states", n_v, binary=True)
+        else:
+            V, _ = check_units(init_states, "init_states", n_v, binary=True)
         if V.shape[0] != n_runs:
             raise ValueError(f"init_states must have n_runs = {n_runs} rows, got {V.shape[0]}")
         V = V.copy()
@@ -305,7 +382,7 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
             if k > 1:
                 transition(V, k - 1)
     log_z_base = float(np.logaddexp(0.0, bA).sum() + n_h * np.log(2.0))
-    return _ais_result(logw, log_z_base, reverse)
+    return _ais_result(np.asarray(logw.get() if device == "cuda" else logw), log_z_base, reverse)
 
 
 def _ais_result(logw: np.ndarray, log_z_base: float, reverse: bool) -> AISResult:
