@@ -803,6 +803,26 @@ PYBIND11_MODULE(_core, m) {
         "Y^T Y (float32) through the module's own single-threaded BLAS: no thread pool "
         "left spinning beside the OpenMP kernels.");
 
+  m.def("enumerate_log_partition",
+        [](F32 M, F64 lin, F32 other) {
+          check_2d(M, "M", -1, -1);
+          const int64_t n = M.shape(0), m_out = M.shape(1);
+          require(n >= 1 && n <= 40, "M must have 1..40 rows (2**rows states)");
+          require(lin.ndim() == 1 && lin.shape(0) == n, "lin must have M.shape[0] entries");
+          check_1d(other, "other", m_out);
+          const float* mp = M.data();
+          const double* lp = lin.data();
+          const float* op = other.data();
+          double out;
+          {
+            py::gil_scoped_release nogil;
+            out = ebm::cpu::enumerate_log_partition(mp, lp, op, static_cast<int>(n), m_out);
+          }
+          return out;
+        },
+        py::arg("M"), py::arg("lin"), py::arg("other"),
+        "log sum_s exp(lin.s + sum_j softplus(other_j + (s.M)_j)) over s in {0,1}^rows(M).");
+
   m.def("matmul",
         [](F32 A, F32 B) {
           require(A.ndim() == 2 && B.ndim() == 2 && A.shape(1) == B.shape(0),

@@ -99,6 +99,13 @@ void transpose(const float* W, float* WT, int64_t n_v, int64_t n_h);
 // --- scores (rbm_score.cpp)
 // F(v) = -b.v - sum_j softplus(c_j + (vW)_j), float64 out [rows].
 void free_energy(const RbmView& P, const BatchView& V, double* out);
+// log sum over s in {0,1}^n of exp(lin.s + sum_j softplus(other_j + (s.M)_j)), M [n, m]:
+// log Z of an RBM enumerated over one layer (s), the other summed out. States are walked
+// in Gray-code order (one row of M added per state, the field rebuilt every 64 states),
+// float32 fields and softplus, float64 scores and log-sum-exp; fixed blocks, so the result
+// does not depend on the thread count.
+double enumerate_log_partition(const float* M, const double* lin, const float* other, int n,
+                               int64_t m);
 // Full pseudo-log-likelihood sum_i log p(v_i | v_-i) per row, binary V, float64 out [rows].
 void pseudo_log_likelihood(const RbmView& P, const BatchView& V, double* out);
 
