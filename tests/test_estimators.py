@@ -138,3 +138,9 @@ def test_compiled_enumeration_is_thread_independent_and_used_for_large_models():
     assert one == pytest.approx(ref, rel=1e-6)
     with pytest.raises(ValueError, match="rows"):
         ef._core.enumerate_log_partition(np.zeros((0, 3), np.float32), np.zeros(0), np.zeros(3, np.float32))
+
+
+def test_bench_estimators_smoke(tmp_path):
+    from ebmfast.cli import main
+    assert main(["bench", "--suite", "estimators", "--smoke", "--out", str(tmp_path)]) == 0
+    assert list(tmp_path.glob("estimators_cpu_*.json"))

@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
              "floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
              "NumPy), bm (Boltzmann-machine training vs NumPy), hopfield (async recall vs "
              "NumPy and the GEMM floor), dbn (greedy DBN training epochs vs NumPy) or dbm (DBM "
-             "two-block Gibbs vs NumPy and the GEMM floor); 'ebmfast bench [--suite S] --help' for its options")
+             "two-block Gibbs vs NumPy and the GEMM floor); estimators (AIS and exact log Z "
+             "timings); 'ebmfast bench [--suite S] --help' for its options")
     sub.add_parser(
         "report", add_help=False,
         help="'ebmfast report quality': RBMs (CD-1, CD-10, PCD-1, scikit-learn) scored by "
@@ -190,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_dbn as harness
         elif suite == "dbm":
             from . import bench_dbm as harness
+        elif suite == "estimators":
+            from . import bench_estimators as harness
         else:
             print(f"ebmfast bench: unknown --suite {suite!r} (choose rbm, ising, mcmc, bm, hopfield, "
-                  "dbn or dbm)",
+                  "dbn, dbm or estimators)",
                   file=sys.stderr)
             return 2
         return int(harness.main(rest) or 0)
