@@ -142,3 +142,32 @@ def test_learned_sigma_recovers_the_data_scale():
     assert np.array_equal(fixed.sigma, np.ones(3))
     with pytest.raises(TypeError, match="learn_sigma"):
         ef.GaussianRBM(3, 2, learn_sigma="yes")
+
+
+def test_training_on_a_2d_mixture_recovers_the_modes():
+    """Four Gaussian modes at (+-2, +-2), width 0.5 (= the fixed sigma). A Gaussian RBM is
+    itself a mixture: one Gaussian N(b + W h, sigma^2) per hidden state h, with weight
+    p(h) ∝ exp(c.h + sum_i ((b + W h)_i^2 - b_i^2) / (2 sigma_i^2)) (exact, 2^n_h states).
+    Training must put every data mode under a component holding real mass."""
+    import itertools
+    rng = np.random.default_rng(0)
+    centers = np.array([[-2, -2], [2, -2], [-2, 2], [2, 2]], float)
+    X = centers[rng.integers(0, 4, 4000)] + 0.5 * rng.standard_normal((4000, 2))
+
+    def mode_masses(g):
+        H = np.array(list(itertools.product([0, 1], repeat=g.n_hidden)), float)
+        M = g.b + H @ g.W.T
+        logp = H @ g.c + ((M ** 2 - g.b ** 2) / (2 * g.sigma ** 2)).sum(1)
+        p = np.exp(logp - logp.max())
+        p /= p.sum()
+        d = np.linalg.norm(M[:, None, :] - centers[None], axis=2)
+        return np.array([p[(d.argmin(1) == k) & (d.min(1) < 0.75)].sum() for k in range(4)])
+
+    g = ef.GaussianRBM(2, 2, sigma=0.5, learning_rate=0.05, momentum=0.5, batch_size=50,
+                       epochs=50, seed=1)
+    g.sigma = np.full(2, 0.5)
+    g.b = X.mean(axis=0)
+    assert mode_masses(g).min() == 0.0  # untrained: one component at the data mean
+    g.fit(X)
+    mass = mode_masses(g)
+    assert mass.min() > 0.05 and mass.sum() > 0.9, mass

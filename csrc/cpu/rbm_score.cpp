@@ -74,30 +74,36 @@ namespace ebm::cpu {
 namespace {
 
 // sum_j softplus(z_j) = sum_j max(z_j, 0) + log prod_j (1 + e^{-|z_j|}): each factor lies
-// in [1, 2], so a lane multiplies 8 of a 128-wide tile in float32 (<= 2^8) and the 16 lane
-// products are joined in float64 under one log per tile (one log per 128 terms instead of
-// one log1p each).
+// in [1, 2], so 16 lanes multiply up to 32 factors each in float32 (<= 2^32) and the lane
+// products are joined in float64 (<= 2^512) under one log: one log per 512 terms instead
+// of one log1p each.
 EBM_CLONES double softplus_sum(const float* z, int64_t m) {
-  double lin = 0.0, log_prod = 0.0;
-  int64_t j = 0;
-  for (; j + kTile <= m; j += kTile) {
-    vf16 prod, pos = {};
-    for (int l = 0; l < 16; ++l) prod[l] = 1.0f;
-    for (int t = 0; t < kTile; t += 16) {
-      const vf16 x = load16(z + j + t);
-      const vf16 ax = x < 0.0f ? -x : x;
-      pos += x > 0.0f ? x : 0.0f;
-      prod *= 1.0f + exp16(-ax);
-    }
+  double log_prod = 0.0;
+  vf16 prod, pos = {};
+  for (int l = 0; l < 16; ++l) prod[l] = 1.0f;
+  auto flush = [&] {
     double p = 1.0;
-    float s = 0.0f;
     for (int l = 0; l < 16; ++l) {
       p *= prod[l];
-      s += pos[l];
+      prod[l] = 1.0f;
     }
     log_prod += std::log(p);
-    lin += s;
+  };
+  int64_t j = 0;
+  int factors = 0;
+  for (; j + 16 <= m; j += 16) {
+    const vf16 x = load16(z + j);
+    const vf16 ax = x < 0.0f ? -x : x;
+    pos += x > 0.0f ? x : 0.0f;
+    prod *= 1.0f + exp16(-ax);
+    if (++factors == 32) {
+      flush();
+      factors = 0;
+    }
   }
+  if (factors) flush();
+  double lin = 0.0;
+  for (int l = 0; l < 16; ++l) lin += pos[l];
   for (; j < m; ++j) lin += softplus_f(z[j]);
   return lin + log_prod;
 }
