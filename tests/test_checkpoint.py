@@ -60,6 +60,11 @@ def _dbn(e):
                   epochs=e, learning_rate=0.1)
 
 
+def _dbn_samples(e):  # propagates Bernoulli samples: the DBN's own Philox steps matter
+    return ef.DBN([9, 6, 4], propagate="samples", seed=19, batch_size=5, epochs=e,
+                  learning_rate=0.1)
+
+
 def _fine_tune_base(e):
     m = _dbn(2)
     m.fit(X_BIN, Y_BIN)
@@ -73,6 +78,7 @@ CASES = {
     "BoltzmannMachine": (_bm, lambda m, **kw: m.fit(X_BIN, Y_BIN, **kw)),
     "DBM": (_dbm, lambda m, **kw: m.fit(X_BIN, **kw)),
     "DBN": (_dbn, lambda m, **kw: m.fit(X_BIN, Y_BIN, **kw)),
+    "DBN.samples": (_dbn_samples, lambda m, **kw: m.fit(X_BIN, **kw)),
     "DBN.fine_tune": (_fine_tune_base, lambda m, **kw: m.fine_tune(
         X_BIN, getattr(m, "_ft_epochs", 3), Y_BIN, learning_rate=0.05, k=2, batch_size=5, **kw)),
 }
@@ -151,7 +157,8 @@ def test_resume_from_every_checkpoint_is_bit_identical(tmp_path, case, monkeypat
     fit(m, checkpoint=path, checkpoint_every=1)
     monkeypatch.undo()
     assert_same(snapshot(m, tmp_path), expected)
-    minimum = {"DBM": 3 + 2 * 2, "DBN": 2 * 3}.get(case, 3)  # joint + pre-training / per layer
+    # DBM: 3 joint epochs + 2 pre-training epochs per layer; DBN: 3 epochs per layer
+    minimum = {"DBM": 3 + 2 * 2, "DBN": 2 * 3, "DBN.samples": 2 * 3}.get(case, 3)
     assert len(copies) >= minimum
     for copy in copies:
         r = make(3)
@@ -221,8 +228,8 @@ def _progress(path, case):
         return -1
     if case == "DBN.fine_tune":
         return len(meta["fine_tune_history_"])
-    if case == "DBN":
-        return sum(r["epochs_trained_"] for r in meta["rbms"]) - 2 * 2  # minus the base fit
+    if case in ("DBN", "DBN.samples"):
+        return sum(r["epochs_trained_"] for r in meta["rbms"])
     return len(meta["history_"]) if case == "GaussianRBM" else meta.get("epochs_trained_", 0)
 
 
@@ -249,7 +256,8 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path, case):
     assert child.returncode == -signal.SIGKILL, (out, err)
     assert b"finished" not in out
     done = _progress(path, case)
-    assert 3 <= done < epochs * (2 if case == "DBN" else 1)   # really interrupted mid-run
+    stack = case in ("DBN", "DBN.samples")           # two RBMs of `epochs` epochs each
+    assert 3 <= done < epochs * (2 if stack else 1)  # really interrupted mid-run
     make, fit = CASES[case]
     resumed = make(epochs)
     fit(resumed, resume=path)
@@ -322,7 +330,7 @@ def test_fsync_is_called_before_the_rename(tmp_path, monkeypatch):
 def _good_files(tmp_path):
     paths = {}
     for kind, (make, fit) in CASES.items():
-        if kind == "DBN.fine_tune":
+        if "." in kind:
             continue
         m = make(1)
         fit(m)
