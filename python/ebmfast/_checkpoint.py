@@ -28,6 +28,7 @@ from ._backend import check_int
 FORMAT = "ebmfast"
 VERSION = 1
 _META = "meta"
+_DIGEST = "digest"  # sha256 of meta and arrays: numpy reads zip members without their CRC
 _LEGACY_RBM = "ebmfast.RBM/1"  # RBM files written before the shared layout
 
 
@@ -36,11 +37,12 @@ _LEGACY_RBM = "ebmfast.RBM/1"  # RBM files written before the shared layout
 def write(path, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` and the JSON ``meta`` to ``path`` atomically."""
     path = os.fspath(path)
-    if _META in arrays:
-        raise ValueError(f"array name {_META!r} is reserved")
-    header = {"format": FORMAT, "version": VERSION, "kind": kind, **meta}
+    if _META in arrays or _DIGEST in arrays:
+        raise ValueError(f"array names {_META!r} and {_DIGEST!r} are reserved")
+    header = json.dumps({"format": FORMAT, "version": VERSION, "kind": kind, **meta})
     payload = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-    payload[_META] = np.array(json.dumps(header))
+    payload[_DIGEST] = np.array(digest(header, payload))
+    payload[_META] = np.array(header)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".ebmfast-", suffix=".tmp", dir=directory)
     try:
@@ -93,8 +95,10 @@ def read(path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if _META not in arrays:
         raise ValueError(f"{path!r} is an .npz archive but not an ebmfast {kind} file (no "
                          f"{_META!r} entry; it holds {sorted(arrays)[:5]})")
+    stored_digest = arrays.pop(_DIGEST, None)
     try:
-        meta = json.loads(str(arrays.pop(_META)[()]))
+        raw = str(arrays.pop(_META)[()])
+        meta = json.loads(raw)
     except Exception:
         meta = None
     if not isinstance(meta, dict):
@@ -115,7 +119,25 @@ def read(path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         other = meta.get("kind")
         hint = f"; load it with ebmfast.{other}.load" if isinstance(other, str) else ""
         raise ValueError(f"{path!r} holds an ebmfast {other!r} model, not a {kind!r}{hint}")
+    if fmt != _LEGACY_RBM:  # legacy RBM files carry no digest; their content checks remain
+        try:
+            ok = str(stored_digest[()]) == digest(raw, arrays)
+        except Exception:
+            ok = False
+        if not ok:
+            raise ValueError(f"{path!r} is a damaged ebmfast {kind} file: checksum mismatch "
+                             "(its content changed after it was written)")
     return meta, arrays
+
+
+def digest(meta_json: str, arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the meta JSON and every array's name, dtype, shape and bytes."""
+    h = hashlib.sha256(meta_json.encode())
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 class _NotNpz(Exception):
