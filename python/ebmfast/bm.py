@@ -8,11 +8,12 @@ of Boltzmann learning. Unit order: visible, then label, then hidden.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
-from . import _core
+from . import _checkpoint, _core
 from ._backend import check_float, check_int, check_seed, check_units
 from .reference import STREAM_INIT, STREAM_SHUFFLE, logsumexp
 
@@ -179,26 +180,56 @@ class BoltzmannMachine:
         return dW, P.mean(axis=0) - Q.mean(axis=0)
 
     def _update(self, D: np.ndarray) -> None:
+        step, chains = self.step_, self.chains_
         dW, db = self._gradient(D)
-        vW = self.momentum * self._vW + self.learning_rate * (dW - self.weight_decay * self.W)
-        vb = self.momentum * self._vb + self.learning_rate * db
-        W, b = self.W + vW, self.b + vb
-        if not (np.isfinite(W).all() and np.isfinite(b).all()):
-            raise FloatingPointError("non-finite parameters (learning rate too large?)")
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            vW = self.momentum * self._vW + self.learning_rate * (dW - self.weight_decay * self.W)
+            vb = self.momentum * self._vb + self.learning_rate * db
+            W, b = self.W + vW, self.b + vb
+            # the sampler works on float32 couplings -W/4 and fields from row sums of W
+            ok = np.isfinite(W).all() and np.isfinite(b).all()
+            ok = ok and all(np.isfinite(a).all() for a in _ising(W, b))
+        if not ok:
+            self.step_, self.chains_ = step, chains  # a rejected update changes nothing
+            raise FloatingPointError("the update produced non-finite parameters and was "
+                                     f"discarded; lower learning_rate (now {self.learning_rate}) "
+                                     f"or momentum (now {self.momentum})")
         np.fill_diagonal(W, 0.0)
         self.W, self.b, self._vW, self._vb = 0.5 * (W + W.T), b, vW, vb
 
-    def fit(self, X, y=None) -> "BoltzmannMachine":
+    def fit(self, X, y=None, *, checkpoint=None, checkpoint_every: int = 1,
+            resume=None) -> "BoltzmannMachine":
         """``epochs`` epochs of shuffled mini-batches (Philox shuffle stream), continuing
-        from the current parameters. With label units, y holds the class ids."""
+        from the current parameters. With label units, y holds the class ids.
+
+        checkpoint, checkpoint_every : write the full training state atomically every
+        ``checkpoint_every`` epochs and after the last one. resume : a checkpoint path; the
+        model's state and hyper-parameters become the file's and the interrupted call is
+        finished bit for bit (X and y must be the same data). A diverging update raises
+        FloatingPointError naming the epoch; the model keeps its last finite parameters."""
+        ck = _checkpoint.FitCheckpoints(checkpoint, checkpoint_every)
+        model, fit_meta = self, None
+        if resume is not None:
+            resume = _checkpoint.check_resume_path(resume)
+            model, fit_meta = self._read(resume)
+            sizes = (model.n_visible, model.n_labels, model.n_hidden)
+            if sizes != (self.n_visible, self.n_labels, self.n_hidden):
+                raise ValueError(f"resume: {resume!r} holds a BoltzmannMachine with (n_visible, "
+                                 f"n_labels, n_hidden) = {sizes}, this one has "
+                                 f"{(self.n_visible, self.n_labels, self.n_hidden)}")
         D = self._data(X, y)
+        data_id = _checkpoint.fingerprint(D) if (ck.path or model is not self) else None
+        if model is not self:
+            _checkpoint.check_same_data(resume, fit_meta, data_id)
+            _checkpoint.adopt(self, model, keep=("progress",))
+        target = fit_meta["target"] if fit_meta is not None else self.epochs_trained_ + self.epochs
         n = D.shape[0]
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=self.epochs, desc="BM fit", unit="epoch")
+            bar = tqdm(total=target - self.epochs_trained_, desc="BM fit", unit="epoch")
         try:
-            for _ in range(self.epochs):
+            for _ in range(target - self.epochs_trained_):
                 t0 = time.perf_counter()
                 keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, self.epochs_trained_ % 2**32, 1, n)[0]
                 order = np.argsort(keys, kind="stable")
@@ -212,10 +243,68 @@ class BoltzmannMachine:
                 if bar is not None:
                     bar.set_postfix(epoch=self.epochs_trained_)
                     bar.update(1)
+                ck.epoch_done(self.epochs_trained_, self.epochs_trained_ >= target,
+                              lambda p: self._write(p, {"target": target, "data": data_id}))
         finally:
             if bar is not None:
                 bar.close()
         return self
+
+    # ------------------------------------------------------------------ persistence
+
+    _PARAM_NAMES = ("n_visible", "n_hidden", "n_labels", "learning_rate", "momentum",
+                    "weight_decay", "batch_size", "epochs", "method", "n_chains",
+                    "clamped_sweeps", "free_sweeps", "progress", "device")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the full state (parameters, velocities, Philox step, persistent chains,
+        history, hyper-parameters) to an .npz file, atomically."""
+        self._write(path)
+
+    def _write(self, path, fit: dict | None = None) -> None:
+        meta = {"params": {name: getattr(self, name) for name in self._PARAM_NAMES},
+                "seed_": str(self.seed_), "step_": self.step_,
+                "epochs_trained_": self.epochs_trained_, "history_": self.history_,
+                "has_chains": self.chains_ is not None}
+        if fit is not None:
+            meta["fit"] = fit
+        arrays = dict(W=self.W, b=self.b, vW=self._vW, vb=self._vb,
+                      chains=np.zeros(0) if self.chains_ is None else self.chains_)
+        _checkpoint.write(path, "BoltzmannMachine", meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BoltzmannMachine":
+        """Read a model written by :meth:`save` or a checkpoint of :meth:`fit`."""
+        return cls._read(os.fspath(path))[0]
+
+    @classmethod
+    def _read(cls, path: str):
+        meta, a = _checkpoint.read(path, "BoltzmannMachine")
+        try:
+            params = dict(meta["params"])
+            if params.get("device") == "cuda":
+                params["device"] = "auto"  # a file written on a GPU machine loads anywhere
+            model = cls(seed=int(meta["seed_"]), **params)
+            n = model.n_units
+            f64 = np.float64
+            model.W = _checkpoint.array(a, "W", (n, n), f64)
+            model.b = _checkpoint.array(a, "b", (n,), f64)
+            model._vW = _checkpoint.array(a, "vW", (n, n), f64)
+            model._vb = _checkpoint.array(a, "vb", (n,), f64)
+            if meta["has_chains"]:
+                model.chains_ = _checkpoint.array(a, "chains", (model.n_chains, n), f64)
+            model.step_ = check_int(meta["step_"], "step_", minimum=0, maximum=2**32 - 1)
+            model.epochs_trained_ = check_int(meta["epochs_trained_"], "epochs_trained_", minimum=0)
+            if not isinstance(meta["history_"], list):
+                raise TypeError("history_ is not a list")
+            model.history_ = list(meta["history_"])
+            fit = meta.get("fit")
+            if fit is not None and (not isinstance(fit.get("target"), int)
+                                    or fit["target"] < model.epochs_trained_):
+                raise ValueError(f"fit target {fit.get('target')!r}")
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise _checkpoint.damaged(path, "BoltzmannMachine", exc) from None
+        return model, fit
 
     # ------------------------------------------------------------------ using the model
 

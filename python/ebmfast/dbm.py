@@ -18,12 +18,13 @@ phase, momentum and a decaying learning rate, after greedy layer-wise pre-traini
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _checkpoint, _core
 from ._backend import check_float, check_int, check_seed, check_units, resolve_device
 from .reference import STREAM_INIT, STREAM_LAYER, STREAM_SHUFFLE
 
@@ -33,6 +34,11 @@ __all__ = ["DBM", "MeanFieldResult"]
 # CPU until the CUDA tests have passed on one (device="cuda" may be asked for explicitly).
 _CUDA_VERIFIED = False
 _TABLE_MIN_ROW_SWEEPS = 512  # prebuild the subset tables once sweeps x chains reach this
+
+
+def _host(a) -> np.ndarray:
+    """A NumPy copy of a NumPy or CuPy array (for files and fingerprints)."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
 @dataclass
@@ -409,20 +415,44 @@ class DBM:
         self._update(V, vb)
         return self
 
-    def fit(self, X, y=None) -> "DBM":
+    def fit(self, X, y=None, *, checkpoint=None, checkpoint_every: int = 1,
+            resume=None) -> "DBM":
         """Greedy pre-training (once, when ``pretrain``), then ``epochs`` epochs of joint
         variational SML training on shuffled mini-batches. A diverging update raises
-        FloatingPointError naming the epoch; the model keeps its last finite parameters."""
-        V, vb = self._check_data(X)
+        FloatingPointError naming the epoch; the model keeps its last finite parameters.
+
+        checkpoint, checkpoint_every : write the full training state (pre-training progress
+        included) atomically every ``checkpoint_every`` epochs (pre-training epochs count
+        per pre-training RBM) and after the last one. resume : a checkpoint path; the
+        model's state and hyper-parameters become the file's and the interrupted call is
+        finished bit for bit (X must be the same data)."""
+        ck = _checkpoint.FitCheckpoints(checkpoint, checkpoint_every)
+        model, fit_meta, pre = self, None, None
+        if resume is not None:
+            resume = _checkpoint.check_resume_path(resume)
+            model, fit_meta, pre = self._read(resume)
+            if model.layer_sizes != self.layer_sizes:
+                raise ValueError(f"resume: {resume!r} holds a DBM{model.layer_sizes}, this one "
+                                 f"is DBM{self.layer_sizes}")
+        V, vb = model._check_data(X)
+        data_id = _checkpoint.fingerprint(_host(V)) if (ck.path or model is not self) else None
+        if model is not self:
+            _checkpoint.check_same_data(resume, fit_meta, data_id)
+            _checkpoint.adopt(self, model, keep=("progress",))
+        target = fit_meta["target"] if fit_meta is not None else self.epochs_trained_ + self.epochs
+        progress = {"target": target, "data": data_id}
         if self.pretrain and not self.pretrained_:
-            self._pretrain(V, vb)
+            def pre_epoch(layer, epoch, done, current):
+                ck.epoch_done(epoch, epoch >= self.pretrain_epochs,
+                              lambda p: self._write(p, progress, (layer, epoch, done, current)))
+            self._pretrain(V, vb, state=pre, on_epoch=pre_epoch if ck.path else None)
         n = V.shape[0]
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=self.epochs, desc="DBM fit", unit="epoch")
+            bar = tqdm(total=target - self.epochs_trained_, desc="DBM fit", unit="epoch")
         try:
-            for _ in range(self.epochs):
+            for _ in range(target - self.epochs_trained_):
                 t0 = time.perf_counter()
                 keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE,
                                              self.epochs_trained_ % 2**32, 1, n)[0]
@@ -444,29 +474,140 @@ class DBM:
                 if bar is not None:
                     bar.set_postfix(epoch=self.epochs_trained_, recon=f"{entry['recon_error']:.4f}")
                     bar.update(1)
+                ck.epoch_done(self.epochs_trained_, self.epochs_trained_ >= target,
+                              lambda p: self._write(p, progress))
         finally:
             if bar is not None:
                 bar.close()
         return self
 
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the full state (weights, biases, velocities, persistent chains, Philox step,
+        update count, history, hyper-parameters) to an .npz file, atomically."""
+        self._write(path)
+
+    def _write(self, path, fit: dict | None = None, pre=None) -> None:
+        """``pre``: (layer, epochs done in it, finished layers [(W, b, c)], current
+        (W, b, c, vW, vb, vc)) while pre-training is under way."""
+        params = dict(learning_rate=self.learning_rate, learning_rate_decay=self.learning_rate_decay,
+                      momentum=self.momentum, weight_decay=self.weight_decay,
+                      batch_size=self.batch_size, n_chains=self.n_chains, k=self.k,
+                      mf_iter=self.mf_iter, epochs=self.epochs, pretrain=self.pretrain,
+                      pretrain_epochs=self.pretrain_epochs,
+                      pretrain_learning_rate=self.pretrain_learning_rate,
+                      device=self._device, progress=self.progress)
+        meta = {"layer_sizes": self.layer_sizes, "params": params, "seed_": str(self.seed_),
+                "step_": self.step_, "updates_": self.updates_,
+                "epochs_trained_": self.epochs_trained_, "pretrained_": self.pretrained_,
+                "history_": self.history_, "has_velocity": self._velocity is not None,
+                "has_chains": self._chains is not None}
+        arrays = {}
+        for l, W in enumerate(self.W_):
+            arrays[f"W{l + 1}"] = _host(W)
+        for l, b in enumerate(self.biases_):
+            arrays[f"b{l}"] = _host(b)
+        if self._velocity is not None:
+            for l, v in enumerate(self._velocity[0]):
+                arrays[f"vW{l + 1}"] = _host(v)
+            for l, v in enumerate(self._velocity[1]):
+                arrays[f"vb{l}"] = _host(v)
+        if self._chains is not None:
+            for l, x in enumerate(self._chains):
+                arrays[f"chain{l}"] = _host(x)
+        if fit is not None:
+            meta["fit"] = dict(fit)
+            if pre is not None:
+                layer, epoch, done, current = pre
+                meta["fit"]["pretrain"] = {"layer": layer, "epoch": epoch}
+                for j, trio in enumerate(done):
+                    for name, a in zip("Wbc", trio):
+                        arrays[f"pre_done{j + 1}_{name}"] = _host(a)
+                for name, a in zip(("W", "b", "c", "vW", "vb", "vc"), current):
+                    arrays[f"pre_{name}"] = _host(a)
+        _checkpoint.write(path, "DBM", meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DBM":
+        """Read a model written by :meth:`save` or a checkpoint of :meth:`fit` (on the GPU
+        when it was saved there and one is present, else on the CPU)."""
+        return cls._read(os.fspath(path))[0]
+
+    @classmethod
+    def _read(cls, path: str):
+        """(model, fit progress or None, pre-training state for _pretrain or None)."""
+        meta, a = _checkpoint.read(path, "DBM")
+        get = lambda name, shape: _checkpoint.array(a, name, shape, None)  # noqa: E731
+        try:
+            params = dict(meta["params"])
+            if params.get("device") == "cuda" and not (
+                    _core.cuda_compiled and _core.cuda_device_count() > 0):
+                params["device"] = "cpu"
+            model = cls(meta["layer_sizes"], seed=int(meta["seed_"]), **params)
+            xp, sizes, L = model._xp, model.layer_sizes, model.n_layers
+            wshape = [(sizes[l - 1], sizes[l]) for l in range(1, L + 1)]
+            model.W_ = [xp.asarray(get(f"W{l}", wshape[l - 1])) for l in range(1, L + 1)]
+            model.biases_ = [xp.asarray(get(f"b{l}", (sizes[l],))) for l in range(L + 1)]
+            if meta["has_velocity"]:
+                model._velocity = ([xp.asarray(get(f"vW{l}", wshape[l - 1])) for l in range(1, L + 1)],
+                                   [xp.asarray(get(f"vb{l}", (sizes[l],))) for l in range(L + 1)])
+            if meta["has_chains"]:
+                model._chains = [xp.asarray(get(f"chain{l}", (model.n_chains, sizes[l])))
+                                 for l in range(L + 1)]
+            model.step_ = check_int(meta["step_"], "step_", minimum=0, maximum=2**32 - 1)
+            model.updates_ = check_int(meta["updates_"], "updates_", minimum=0)
+            model.epochs_trained_ = check_int(meta["epochs_trained_"], "epochs_trained_", minimum=0)
+            model.pretrained_ = bool(meta["pretrained_"])
+            if not isinstance(meta["history_"], list):
+                raise TypeError("history_ is not a list")
+            model.history_ = list(meta["history_"])
+            model._refresh_transposes()
+            fit, pre = meta.get("fit"), None
+            if fit is not None:
+                if not isinstance(fit.get("target"), int) or fit["target"] < model.epochs_trained_:
+                    raise ValueError(f"fit target {fit.get('target')!r}")
+                if "pretrain" in fit:
+                    layer = check_int(fit["pretrain"]["layer"], "pretrain layer", minimum=1, maximum=L)
+                    epoch = check_int(fit["pretrain"]["epoch"], "pretrain epoch", minimum=0,
+                                      maximum=model.pretrain_epochs)
+                    ins = [sizes[0]] + sizes[1:-1]  # input width of pre-training RBM l
+                    done = [tuple(xp.asarray(get(f"pre_done{j}_{nm}", shp)) for nm, shp in
+                                  zip("Wbc", ((ins[j - 1], sizes[j]), (ins[j - 1],), (sizes[j],))))
+                            for j in range(1, layer)]
+                    shapes = ((ins[layer - 1], sizes[layer]), (ins[layer - 1],), (sizes[layer],)) * 2
+                    current = tuple(xp.asarray(get(f"pre_{nm}", shp)) for nm, shp in
+                                    zip(("W", "b", "c", "vW", "vb", "vc"), shapes))
+                    pre = {"done": done, "current": current + (epoch,)}
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise _checkpoint.damaged(path, "DBM", exc) from None
+        return model, fit, pre
+
     # ------------------------------------------------------------------ pre-training
 
-    def _pretrain_rbm(self, X, x_binary: bool, n_hidden: int, up: float, down: float):
+    def _pretrain_rbm(self, X, x_binary: bool, n_hidden: int, up: float, down: float,
+                      start=None, on_epoch=None):
         """CD-1 on an RBM whose hidden layer sees ``up`` x its input and whose visible
         layer sees ``down`` x its hidden layer (2 for the doubled copies of Salakhutdinov &
-        Hinton 2009, else 1). Returns (W, visible bias, hidden bias)."""
+        Hinton 2009, else 1). Returns (W, visible bias, hidden bias). ``start`` (W, b, c,
+        vW, vb, vc, epochs done) continues a checkpointed run; ``on_epoch(epochs done,
+        (W, b, c, vW, vb, vc))`` is called after every epoch."""
         xp = self._xp
         n_in = X.shape[1]
-        rng = np.random.default_rng([self.seed_ & 0xFFFFFFFF, n_in, n_hidden, int(up), int(down)])
-        W = xp.asarray((0.01 * rng.standard_normal((n_in, n_hidden))).astype(np.float32))
-        p = xp.clip(X.mean(axis=0), 1e-3, 1 - 1e-3)
-        b = xp.log(p / (1 - p)).astype(xp.float32)
-        c = xp.zeros(n_hidden, dtype=xp.float32)
-        vW, vb, vc = xp.zeros_like(W), xp.zeros_like(b), xp.zeros_like(c)
+        if start is None:
+            rng = np.random.default_rng([self.seed_ & 0xFFFFFFFF, n_in, n_hidden, int(up), int(down)])
+            W = xp.asarray((0.01 * rng.standard_normal((n_in, n_hidden))).astype(np.float32))
+            p = xp.clip(X.mean(axis=0), 1e-3, 1 - 1e-3)
+            b = xp.log(p / (1 - p)).astype(xp.float32)
+            c = xp.zeros(n_hidden, dtype=xp.float32)
+            vW, vb, vc = xp.zeros_like(W), xp.zeros_like(b), xp.zeros_like(c)
+            epoch0 = 0
+        else:
+            W, b, c, vW, vb, vc, epoch0 = start
         lr, mom, wd = self.pretrain_learning_rate, 0.5, self.weight_decay
         n = X.shape[0]
         from .reference import STREAM_HIDDEN, STREAM_VISIBLE
-        for epoch in range(self.pretrain_epochs):
+        for epoch in range(epoch0, self.pretrain_epochs):
             keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, self._take_steps(1), 1, n)[0]
             order = np.argsort(keys, kind="stable")
             if self._device != "cpu":
@@ -481,31 +622,45 @@ class DBM:
                                         step=step, want_sample=True)
                 _, ph1, _ = self._kernel([(v1, W, True)], c, beta=up, want_prob=True)
                 g = self._cross_moments(v0, ph0, v1, ph1)
-                vW = mom * vW + lr * (g - wd * W)
-                vb = mom * vb + lr * (v0.mean(axis=0) - v1.mean(axis=0))
-                vc = mom * vc + lr * (ph0.mean(axis=0) - ph1.mean(axis=0))
-                W = (W + vW).astype(xp.float32)
-                b = (b + vb).astype(xp.float32)
-                c = (c + vc).astype(xp.float32)
-                if not bool(xp.isfinite(W).all()):
+                with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                    vW = mom * vW + lr * (g - wd * W)
+                    vb = mom * vb + lr * (v0.mean(axis=0) - v1.mean(axis=0))
+                    vc = mom * vc + lr * (ph0.mean(axis=0) - ph1.mean(axis=0))
+                    W = (W + vW).astype(xp.float32)
+                    b = (b + vb).astype(xp.float32)
+                    c = (c + vc).astype(xp.float32)
+                if not all(bool(xp.isfinite(a).all()) for a in (W, b, c)):
                     raise FloatingPointError(
                         f"pre-training diverged (RBM {n_in}x{n_hidden}, epoch {epoch + 1}); "
                         "lower pretrain_learning_rate")
+            if on_epoch is not None:
+                on_epoch(epoch + 1, (W, b, c, vW, vb, vc))
         return W, b, c
 
-    def _pretrain(self, V, v_binary: bool) -> None:
+    def _pretrain(self, V, v_binary: bool, state=None, on_epoch=None) -> None:
         """Greedy layer-wise pre-training (Salakhutdinov & Hinton 2009): the bottom RBM's
         hidden layer sees its input twice (two tied copies of the visibles), the top RBM's
         visible layer sees its hidden layer twice, middle RBMs are plain and their weights
         halved in the DBM, where every middle layer hears both neighbours. A hidden layer
-        shared by two RBMs takes the mean of their two biases."""
+        shared by two RBMs takes the mean of their two biases. ``state`` ({"done": [(W, b,
+        c) of finished RBMs], "current": (W, b, c, vW, vb, vc, epochs done)}) continues a
+        checkpointed run; ``on_epoch(layer, epochs done, done, current)`` after each epoch."""
         L = self.n_layers
         X, xb = V, v_binary
         Ws, vbias, hbias = [], [], []
+        done = [] if state is None else list(state["done"])
+        resumed = len(done) + 1 if state is not None else 0  # the layer `current` belongs to
         for l in range(1, L + 1):
             up = 2.0 if l == 1 else 1.0
             down = 2.0 if l == L else 1.0
-            W, b, c = self._pretrain_rbm(X, xb, self.layer_sizes[l], up, down)
+            if l <= len(done):  # finished before the checkpoint: only propagate X
+                W, b, c = done[l - 1]
+            else:
+                start = state["current"] if l == resumed else None
+                hook = None if on_epoch is None else (
+                    lambda epoch, cur, l=l: on_epoch(l, epoch, done, cur))
+                W, b, c = self._pretrain_rbm(X, xb, self.layer_sizes[l], up, down, start, hook)
+                done.append((W, b, c))
             Ws.append(W if l in (1, L) else W * self._xp.float32(0.5))
             vbias.append(b)
             hbias.append(c)

@@ -17,11 +17,12 @@ first RBM draws with the same seed), so a run is a pure function of the seed.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
-from . import _core
+from . import _checkpoint, _core
 from ._backend import check_float, check_int, check_seed, check_units
 from .rbm import RBM
 from .reference import STREAM_VISIBLE
@@ -167,19 +168,65 @@ class DBN:
 
     # ------------------------------------------------------------------ greedy training
 
-    def fit(self, X, y=None) -> "DBN":
+    def _resume_from(self, resume, phase: str):
+        """(model read from the checkpoint ``resume``, its progress of a ``phase`` call or
+        None), after checking that it fits this DBN."""
+        resume = _checkpoint.check_resume_path(resume)
+        model, fit_meta = self._read(resume)
+        if (model.layer_sizes, model.n_labels) != (self.layer_sizes, self.n_labels):
+            raise ValueError(f"resume: {resume!r} holds a DBN{model.layer_sizes} with "
+                             f"n_labels={model.n_labels}, this one is DBN{self.layer_sizes} "
+                             f"with n_labels={self.n_labels}")
+        if fit_meta is not None and fit_meta.get("phase") != phase:
+            raise ValueError(f"resume: {resume!r} is a checkpoint of {fit_meta.get('phase')}(); "
+                             f"resume it with {fit_meta.get('phase')}(..., resume=...), not {phase}()")
+        return resume, model, fit_meta
+
+    def fit(self, X, y=None, *, checkpoint=None, checkpoint_every: int = 1,
+            resume=None) -> "DBN":
         """Greedy layer-wise training: each RBM trains ``epochs`` epochs on the output of
         the (already trained) layers below. Fitting again continues every RBM and drops
-        any fine-tuning (the layers are tied again)."""
+        any fine-tuning (the layers are tied again).
+
+        checkpoint, checkpoint_every : write the whole stack's state atomically every
+        ``checkpoint_every`` epochs of the RBM being trained and after each RBM's last
+        epoch. resume : a checkpoint path; the DBN's state and hyper-parameters become the
+        file's and the interrupted call is finished bit for bit (X and y must be the same
+        data). A diverging RBM raises FloatingPointError naming the layer and the epoch."""
+        ck = _checkpoint.FitCheckpoints(checkpoint, checkpoint_every)
+        model, fit_meta = self, None
+        if resume is not None:
+            resume, model, fit_meta = self._resume_from(resume, "fit")
         H, _ = check_units(X, "X", self.layer_sizes[0], binary=False)
         if (y is None) != (self.n_labels == 0):
             raise ValueError("y is required exactly when the DBN has label units (n_labels > 0)")
         Y = self._onehot(y, H.shape[0]) if self.n_labels else None
+        data_id = _checkpoint.fingerprint(H, Y) if (ck.path or model is not self) else None
+        if model is not self:
+            _checkpoint.check_same_data(resume, fit_meta, data_id)
+            _checkpoint.adopt(self, model)
+        if fit_meta is not None:
+            targets, step0 = fit_meta["targets"], fit_meta["step0"]
+        else:
+            targets = [r.epochs_trained_ + r.epochs for r in self.rbms_]
+            step0 = self._step
+        progress = {"phase": "fit", "targets": targets, "step0": step0, "data": data_id}
         self._tie()
+        # A resumed call replays the propagation draws of the finished layers (their RBMs
+        # are at their targets and train no further), so every step matches.
+        self._step = step0
         for k, rbm in enumerate(self.rbms_):
             top = k == len(self.rbms_) - 1
             inputs = np.hstack([H, Y]) if (top and self.n_labels) else H
-            rbm.fit(inputs)
+
+            def on_epoch(rbm=rbm, k=k):
+                ck.epoch_done(rbm.epochs_trained_, rbm.epochs_trained_ >= targets[k],
+                              lambda p: self._write(p, progress))
+            try:
+                rbm.fit(inputs, _until=targets[k], _on_epoch=on_epoch)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"DBN layer {k + 1} (RBM {rbm.n_visible}x{rbm.n_hidden}): "
+                                         f"{exc}") from None
             if not top:
                 H = rbm.transform(H)
                 if self.propagate == "samples":
@@ -269,7 +316,8 @@ class DBN:
 
     def fine_tune(self, X, epochs: int = 10, y=None, *, learning_rate: float = 0.01, k: int = 1,
                   batch_size: int | None = None, weight_decay: float = 0.0,
-                  clamp_labels: bool = False, progress: bool = False) -> "DBN":
+                  clamp_labels: bool = False, progress: bool = False, checkpoint=None,
+                  checkpoint_every: int = 1, resume=None) -> "DBN":
         """Up-down fine-tuning (contrastive wake-sleep, Hinton, Osindero & Teh 2006, appendix B).
 
         Per mini-batch: *wake*, an up pass of binary samples through the recognition
@@ -293,10 +341,24 @@ class DBN:
             top RBM then learns p(features | label) only); default False samples them as a
             softmax group, as in the paper
         progress : show a tqdm bar with the epoch and the reconstruction error
+        checkpoint, checkpoint_every : write the full state atomically every
+            ``checkpoint_every`` epochs and after the last one
+        resume : a checkpoint of fine_tune: the DBN's state and this call's settings
+            (epochs, learning_rate, k, batch_size, weight_decay, clamp_labels) become the
+            file's, and the interrupted call is finished bit for bit (X and y must be the
+            same data)
 
         If an update diverges, FloatingPointError is raised and the model keeps the
         parameters of the last finite update.
         """
+        ck = _checkpoint.FitCheckpoints(checkpoint, checkpoint_every)
+        model, fit_meta = self, None
+        if resume is not None:
+            resume, model, fit_meta = self._resume_from(resume, "fine_tune")
+            if fit_meta is not None:
+                st = fit_meta["settings"]
+                learning_rate, k, batch_size = st["learning_rate"], st["k"], st["batch_size"]
+                weight_decay, clamp_labels = st["weight_decay"], st["clamp_labels"]
         V, binary = check_units(X, "X", self.layer_sizes[0], binary=False)
         if (y is None) != (self.n_labels == 0):
             raise ValueError("y is required exactly when the DBN has label units (n_labels > 0)")
@@ -310,6 +372,16 @@ class DBN:
         for name, flag in (("clamp_labels", clamp_labels), ("progress", progress)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
+        data_id = _checkpoint.fingerprint(V, Y) if (ck.path or model is not self) else None
+        if model is not self:
+            _checkpoint.check_same_data(resume, fit_meta, data_id)
+            _checkpoint.adopt(self, model)
+        target = (fit_meta["target"] if fit_meta is not None
+                  else len(self.fine_tune_history_) + epochs)
+        epochs = target - len(self.fine_tune_history_)
+        progress_meta = {"phase": "fine_tune", "target": target, "data": data_id,
+                         "settings": {"learning_rate": lr, "k": k, "batch_size": batch_size,
+                                      "weight_decay": wd, "clamp_labels": bool(clamp_labels)}}
         n = V.shape[0]
         n_batches = -(-n // batch_size)
         steps_per_batch = (len(self.rbms_) - 1) + 1 + k * (2 + (Y is not None)) + len(self.rbms_)
@@ -347,6 +419,8 @@ class DBN:
                 if bar is not None:
                     bar.set_postfix(recon=f"{entry['recon_error']:.4f}")
                     bar.update(1)
+                ck.epoch_done(epoch + 1, epoch + 1 >= target,
+                              lambda p: self._write(p, progress_meta))
         finally:
             if bar is not None:
                 bar.close()
@@ -444,3 +518,81 @@ class DBN:
             WT, b = self._down(k)
             H = self._layer(H, WT, b, STREAM_VISIBLE, binary=True)[2]
         return H
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the whole stack (every RBM's full state, the untied fine-tuning weights,
+        the DBN's Philox step and histories) to an .npz file, atomically."""
+        self._write(path)
+
+    def _write(self, path, fit: dict | None = None) -> None:
+        rbm_meta, arrays = [], {}
+        for k, rbm in enumerate(self.rbms_):
+            m, a = rbm._state()
+            rbm_meta.append(m)
+            arrays.update({f"rbm{k}_{name}": v for name, v in a.items()})
+        if self.untied:
+            for k in range(len(self.rbms_) - 1):
+                arrays[f"rec_W{k}"], arrays[f"rec_c{k}"] = self.rec_W_[k], self.rec_c_[k]
+                arrays[f"gen_W{k}"], arrays[f"gen_b{k}"] = self.gen_W_[k], self.gen_b_[k]
+        meta = {"layer_sizes": self.layer_sizes, "n_labels": self.n_labels,
+                "propagate": self.propagate, "seed_": str(self.seed_), "step": self._step,
+                "rbms": rbm_meta, "untied": self.untied,
+                "fine_tune_history_": self.fine_tune_history_}
+        if fit is not None:
+            meta["fit"] = fit
+        _checkpoint.write(path, "DBN", meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DBN":
+        """Read a DBN written by :meth:`save` or a checkpoint of :meth:`fit` /
+        :meth:`fine_tune`."""
+        return cls._read(os.fspath(path))[0]
+
+    @classmethod
+    def _read(cls, path: str):
+        meta, a = _checkpoint.read(path, "DBN")
+        try:
+            model = cls(meta["layer_sizes"], n_labels=meta["n_labels"],
+                        propagate=meta["propagate"], seed=int(meta["seed_"]))
+            if not isinstance(meta["rbms"], list) or len(meta["rbms"]) != len(model.rbms_):
+                raise ValueError(f"rbms: expected {len(model.rbms_)} entries")
+            for k, m in enumerate(meta["rbms"]):
+                prefix = f"rbm{k}_"
+                sub = {name[len(prefix):]: v for name, v in a.items() if name.startswith(prefix)}
+                rbm = RBM._from_state(m, sub)
+                want = model.rbms_[k]
+                if (rbm.n_visible, rbm.n_hidden) != (want.n_visible, want.n_hidden):
+                    raise ValueError(f"rbm {k} has shape {rbm.n_visible}x{rbm.n_hidden}, "
+                                     f"expected {want.n_visible}x{want.n_hidden}")
+                model.rbms_[k] = rbm
+            if meta["untied"]:
+                low = model.rbms_[:-1]
+                model.rec_W_ = [_checkpoint.array(a, f"rec_W{k}", r._W.shape) for k, r in enumerate(low)]
+                model.rec_c_ = [_checkpoint.array(a, f"rec_c{k}", r._c.shape) for k, r in enumerate(low)]
+                model.gen_W_ = [_checkpoint.array(a, f"gen_W{k}", r._W.shape) for k, r in enumerate(low)]
+                model.gen_b_ = [_checkpoint.array(a, f"gen_b{k}", r._b.shape) for k, r in enumerate(low)]
+            model._step = check_int(meta["step"], "step", minimum=0, maximum=2**32 - 1)
+            if not isinstance(meta["fine_tune_history_"], list):
+                raise TypeError("fine_tune_history_ is not a list")
+            model.fine_tune_history_ = list(meta["fine_tune_history_"])
+            fit = meta.get("fit")
+            if fit is not None:
+                if fit.get("phase") == "fit":
+                    targets = fit["targets"]
+                    if (not isinstance(targets, list) or len(targets) != len(model.rbms_)
+                            or any(not isinstance(t, int) or t < r.epochs_trained_
+                                   for t, r in zip(targets, model.rbms_))):
+                        raise ValueError(f"fit targets {targets!r}")
+                    check_int(fit["step0"], "step0", minimum=0, maximum=model._step)
+                elif fit.get("phase") == "fine_tune":
+                    if (not isinstance(fit.get("target"), int)
+                            or fit["target"] < len(model.fine_tune_history_)
+                            or not isinstance(fit.get("settings"), dict)):
+                        raise ValueError("fine_tune progress")
+                else:
+                    raise ValueError(f"fit phase {fit.get('phase')!r}")
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise _checkpoint.damaged(path, "DBN", exc) from None
+        return model, fit

@@ -13,9 +13,11 @@ units 2i, 2i+1 of STREAM_VISIBLE), products through the module's BLAS.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from . import _core
+from . import _checkpoint, _core
 from ._backend import check_float, check_int, check_seed
 from .reference import STREAM_HIDDEN, STREAM_INIT, STREAM_SHUFFLE, STREAM_VISIBLE
 
@@ -158,8 +160,13 @@ class GaussianRBM:
     # ------------------------------------------------------------------ training
 
     def _update(self, V0: np.ndarray) -> float:
-        with np.errstate(all="ignore"):  # a diverging step is caught below, by value
-            return self._update_unchecked(V0)
+        step, chains = self._step, self.chains_
+        try:
+            with np.errstate(all="ignore"):  # a diverging step is caught below, by value
+                return self._update_unchecked(V0)
+        except FloatingPointError:
+            self._step, self.chains_ = step, chains  # a rejected update changes nothing
+            raise
 
     def _update_unchecked(self, V0: np.ndarray) -> float:
         P0, H = self._sample_h(V0)
@@ -189,25 +196,47 @@ class GaussianRBM:
             vz = self.momentum * self._vel_log_var + self.learning_rate * (dz(V0, P0) - dz(Vk, Pk))
             # sigma >= 1e-3, as for sigma="data"
             new.append((np.maximum(np.log(s2) + vz, 2.0 * np.log(1e-3)), vz))
-        if not all(np.isfinite(p).all() and np.isfinite(v).all() for p, v in new):
-            raise FloatingPointError("non-finite parameters: lower the learning rate (Gaussian "
+        recon = new[1][0] + P0 @ new[0][0].T  # mean-field reconstruction E[v | p(h | v0)]
+        err = float(((V0 - recon) ** 2).sum(axis=1).mean())
+        # The chains and the reconstruction error are checked too: a finite but huge W can
+        # already send the sampled visibles (and so the next update) to inf.
+        if not (all(np.isfinite(p).all() and np.isfinite(v).all() for p, v in new)
+                and np.isfinite(Vk).all() and np.isfinite(err)):
+            raise FloatingPointError("non-finite parameters: lower learning_rate (Gaussian "
                                      "visibles diverge easily) or standardise the data")
         (self.W, self._vel[0]), (self.b, self._vel[1]), (self.c, self._vel[2]) = new[:3]
         if self.learn_sigma:
             self.sigma, self._vel_log_var = np.sqrt(np.exp(new[3][0])), new[3][1]
-        recon = self.b + P0 @ self.W.T  # mean-field reconstruction E[v | p(h | v0)]
-        return float(((V0 - recon) ** 2).sum(axis=1).mean())
+        return err
 
-    def fit(self, X) -> "GaussianRBM":
+    def fit(self, X, *, checkpoint=None, checkpoint_every: int = 1, resume=None) -> "GaussianRBM":
         """``epochs`` epochs of shuffled mini-batches; history_ records the mean-field
         reconstruction error per epoch. Divergence raises FloatingPointError naming the
-        epoch and keeps the last finite parameters."""
+        epoch and keeps the last finite parameters.
+
+        checkpoint, checkpoint_every : write the full training state atomically every
+        ``checkpoint_every`` epochs and after the last one. resume : a checkpoint path; the
+        model's state and hyper-parameters become the file's and the interrupted call is
+        finished bit for bit (X must be the same data)."""
+        ck = _checkpoint.FitCheckpoints(checkpoint, checkpoint_every)
+        loaded = fit_meta = None
+        if resume is not None:
+            resume = _checkpoint.check_resume_path(resume)
+            loaded, fit_meta = self._read(resume)
+            if (loaded.n_visible, loaded.n_hidden) != (self.n_visible, self.n_hidden):
+                raise ValueError(f"resume: {resume!r} holds a {loaded.n_visible}x{loaded.n_hidden} "
+                                 f"GaussianRBM, this one is {self.n_visible}x{self.n_hidden}")
         X = _real(X, "X", self.n_visible).astype(np.float64)
+        data_id = _checkpoint.fingerprint(X) if (ck.path or loaded) else None
+        if loaded is not None:
+            _checkpoint.check_same_data(resume, fit_meta, data_id)
+            _checkpoint.adopt(self, loaded)
         if self.sigma is None:
             self.sigma = np.maximum(X.std(axis=0), 1e-3)
             self.b = X.mean(axis=0)
+        target = fit_meta["target"] if fit_meta is not None else len(self.history_) + self.epochs
         n = X.shape[0]
-        for _ in range(self.epochs):
+        for _ in range(target - len(self.history_)):
             keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, len(self.history_) % 2**32, 1, n)[0]
             order = np.argsort(keys, kind="stable")
             err = 0.0
@@ -218,4 +247,71 @@ class GaussianRBM:
                 except FloatingPointError as exc:
                     raise FloatingPointError(f"training diverged in epoch {len(self.history_) + 1}: {exc}") from None
             self.history_.append({"epoch": len(self.history_) + 1, "recon_error": err / n})
+            ck.epoch_done(len(self.history_), len(self.history_) >= target,
+                          lambda p: self._write(p, {"target": target, "data": data_id}))
         return self
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the full state (parameters, velocities, sigma, Philox step, PCD chains,
+        history, hyper-parameters) to an .npz file, atomically."""
+        self._write(path)
+
+    def _write(self, path, fit: dict | None = None) -> None:
+        params = dict(n_visible=self.n_visible, n_hidden=self.n_hidden,
+                      learning_rate=self.learning_rate, method=self.method, k=self.k,
+                      momentum=self.momentum, weight_decay=self.weight_decay,
+                      batch_size=self.batch_size, epochs=self.epochs,
+                      learn_sigma=self.learn_sigma)
+        meta = {"params": params, "seed_": str(self.seed_), "step": self._step,
+                "history_": self.history_, "has_sigma": self.sigma is not None,
+                "has_chains": self.chains_ is not None}
+        if fit is not None:
+            meta["fit"] = fit
+        empty = np.zeros(0)
+        arrays = dict(W=self.W, b=self.b, c=self.c, vW=self._vel[0], vb=self._vel[1],
+                      vc=self._vel[2], v_log_var=self._vel_log_var,
+                      sigma=empty if self.sigma is None else self.sigma,
+                      chains=empty if self.chains_ is None else self.chains_)
+        _checkpoint.write(path, "GaussianRBM", meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GaussianRBM":
+        """Read a model written by :meth:`save` or a checkpoint of :meth:`fit`."""
+        return cls._read(os.fspath(path))[0]
+
+    @classmethod
+    def _read(cls, path: str):
+        meta, a = _checkpoint.read(path, "GaussianRBM")
+        try:
+            p = meta["params"]
+            model = cls(seed=int(meta["seed_"]), **p)
+            nv, nh = model.n_visible, model.n_hidden
+            f64 = np.float64
+            model.W = _checkpoint.array(a, "W", (nv, nh), f64)
+            model.b = _checkpoint.array(a, "b", (nv,), f64)
+            model.c = _checkpoint.array(a, "c", (nh,), f64)
+            model._vel = [_checkpoint.array(a, "vW", (nv, nh), f64),
+                          _checkpoint.array(a, "vb", (nv,), f64),
+                          _checkpoint.array(a, "vc", (nh,), f64)]
+            model._vel_log_var = _checkpoint.array(a, "v_log_var", (nv,), f64)
+            if meta["has_sigma"]:
+                model.sigma = _checkpoint.array(a, "sigma", (nv,), f64)
+                if np.any(model.sigma <= 0):
+                    raise ValueError("sigma must be > 0")
+            if meta["has_chains"]:
+                model.chains_ = _checkpoint.array(a, "chains", None, f64)
+                if model.chains_.ndim != 2 or model.chains_.shape[1] != nv:
+                    raise ValueError(f"chains: bad shape {model.chains_.shape}")
+            model._step = check_int(meta["step"], "step", minimum=0, maximum=2**32 - 1)
+            if not isinstance(meta["history_"], list):
+                raise TypeError("history_ is not a list")
+            model.history_ = list(meta["history_"])
+            fit = meta.get("fit")
+            if fit is not None and (not isinstance(fit.get("target"), int)
+                                    or fit["target"] < len(model.history_)):
+                raise ValueError(f"fit target {fit.get('target')!r}")
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise _checkpoint.damaged(path, "GaussianRBM", exc) from None
+        return model, fit

@@ -274,6 +274,8 @@ class Hopfield:
         order_rng = np.random.Generator(np.random.Philox(seed))
         step = 0
         epochs_run = 0
+        # A field sum_j W_ij s_j + b_i must stay a float32 number in the kernels.
+        f32_max = float(np.finfo(np.float32).max)
         for _ in range(epochs):
             epochs_run += 1
             moved = 0
@@ -294,9 +296,16 @@ class Hopfield:
                 A, B = Pb.astype(np.float64), Yp.astype(np.float64)
                 G = (A.T @ A - B.T @ B) / Pb.shape[0]
                 np.fill_diagonal(G, 0.0)
-                W += lr * G
-                if fit_bias:
-                    b += lr * (A.mean(axis=0) - B.mean(axis=0))
+                with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                    W += lr * G
+                    if fit_bias:
+                        b += lr * (A.mean(axis=0) - B.mean(axis=0))
+                    bound = n * np.abs(W).max(initial=0.0) + np.abs(b).max(initial=0.0)
+                if not np.isfinite(bound) or bound >= f32_max:
+                    # W and b are locals: the model keeps the weights it had before store
+                    raise FloatingPointError(
+                        f"SGD storage diverged in epoch {epochs_run}: the weights left the "
+                        f"float32 range; lower learning_rate (now {lr})")
             if moved == 0 and dynamics == "async":
                 break
         self._W = W.astype(np.float32)

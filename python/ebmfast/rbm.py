@@ -7,19 +7,16 @@ counter, so a saved model resumes bit for bit.
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _checkpoint, _core
 from ._backend import check_float, check_int, check_seed, check_units, resolve_device
 from .reference import STREAM_INIT, STREAM_SHUFFLE
 
-_FORMAT = "ebmfast.RBM/1"
 _METHODS = ("cd", "pcd")
 _MAX_UNITS = 2**28  # 32-bit table and list offsets inside the kernels
 # Gibbs steps per kernel call in long loops: Ctrl-C is honoured between calls.
@@ -299,7 +296,9 @@ class RBM:
         self.step += self.k
         return recon
 
-    def fit(self, X, y=None, *, monitor: str | None = None) -> "RBM":
+    def fit(self, X, y=None, *, monitor: str | None = None, checkpoint=None,
+            checkpoint_every: int = 1, resume=None, _until: int | None = None,
+            _on_epoch=None) -> "RBM":
         """Train for ``epochs`` epochs of shuffled mini-batches, continuing from the current
         parameters (a new model starts from its initialisation; a loaded one resumes).
 
@@ -307,20 +306,43 @@ class RBM:
         monitor : None, "recon" (mean-field reconstruction error of the epoch's batches) or
         "pl" (mean exact pseudo-log-likelihood of up to the first 1000 rows of X, binarised
         at 0.5, after the epoch): recorded per epoch in ``history_``.
+        checkpoint, checkpoint_every : write the full training state (as :meth:`save`, plus
+        the progress of this call) atomically to ``checkpoint`` every ``checkpoint_every``
+        epochs and after the last one.
+        resume : a checkpoint path: the model's state and hyper-parameters are replaced by
+        the file's (the sizes must match) and the interrupted call is finished, so that the
+        result equals an uninterrupted run bit for bit; X must be the same data. A file
+        from :meth:`save` (no call in progress) trains ``epochs`` more epochs.
         If an update diverges, FloatingPointError names the epoch; the model keeps the
         last finite parameters.
         """
         if monitor not in (None, "recon", "pl"):
             raise ValueError(f"monitor must be None, 'recon' or 'pl', got {monitor!r}")
+        ck = _checkpoint.FitCheckpoints(checkpoint, checkpoint_every)
+        loaded = fit_meta = None
+        if resume is not None:
+            resume = _checkpoint.check_resume_path(resume)
+            loaded, fit_meta = self._read(resume)
+            if (loaded.n_visible, loaded.n_hidden) != (self.n_visible, self.n_hidden):
+                raise ValueError(f"resume: {resume!r} holds a {loaded.n_visible}x{loaded.n_hidden} "
+                                 f"RBM, this one is {self.n_visible}x{self.n_hidden}")
         X, binary = check_units(X, "X", self.n_visible, binary=False)
+        data_id = _checkpoint.fingerprint(X) if (ck.path or loaded) else None
+        if loaded is not None:
+            _checkpoint.check_same_data(resume, fit_meta, data_id)
+            _checkpoint.adopt(self, loaded, keep=("progress",))
+        if fit_meta is not None:
+            target = fit_meta["target"]
+        else:
+            target = self.epochs_trained_ + self.epochs if _until is None else _until
         n = X.shape[0]
         pl_rows = (X[:1000] >= 0.5).astype(np.float32) if monitor == "pl" else None
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=self.epochs, desc="RBM fit", unit="epoch")
+            bar = tqdm(total=max(target - self.epochs_trained_, 0), desc="RBM fit", unit="epoch")
         try:
-            for _ in range(self.epochs):
+            for _ in range(target - self.epochs_trained_):
                 t0 = time.perf_counter()
                 # Epoch order from the Philox shuffle stream: a resumed model sees the
                 # same order as an uninterrupted one.
@@ -346,6 +368,10 @@ class RBM:
                     bar.set_postfix(epoch=self.epochs_trained_, recon=f"{entry['recon_error']:.4f}")
                     bar.update(1)
                 self.history_.append(entry)
+                if _on_epoch is not None:
+                    _on_epoch()
+                ck.epoch_done(self.epochs_trained_, self.epochs_trained_ >= target,
+                              lambda p: self._write(p, {"target": target, "data": data_id}))
         finally:
             if bar is not None:
                 bar.close()
@@ -464,62 +490,64 @@ class RBM:
     def save(self, path: str | os.PathLike) -> None:
         """Write parameters, hyper-parameters, velocities, the Philox step and the PCD chains
         to an .npz file (atomically: a crash never leaves a half-written file)."""
-        path = os.fspath(path)
-        meta = {"format": _FORMAT, "params": self.get_params(), "seed_": str(self.seed_),
-                "step": self.step, "epochs_trained_": self.epochs_trained_,
-                "history_": self.history_}
+        self._write(path)
+
+    def _state(self) -> tuple[dict, dict]:
+        """(meta, arrays) of the full state: everything :meth:`load` needs to continue."""
+        meta = {"params": self.get_params(), "seed_": str(self.seed_), "step": self.step,
+                "epochs_trained_": self.epochs_trained_, "history_": self.history_}
         arrays = dict(W=self._W, b=self._b, c=self._c, vW=self._vW, vb=self._vb, vc=self._vc,
                       chains=(np.zeros((0, self.n_visible), np.float32) if self._chains is None
-                              else self._chains),
-                      meta=np.array(json.dumps(meta)))
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".ebmfast-", suffix=".npz", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+                              else self._chains))
+        return meta, arrays
+
+    def _write(self, path, fit: dict | None = None) -> None:
+        meta, arrays = self._state()
+        if fit is not None:
+            meta["fit"] = fit
+        _checkpoint.write(path, "RBM", meta, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RBM":
-        """Read a model written by :meth:`save`; training continues exactly where it stopped."""
-        path = os.fspath(path)
-        try:
-            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-            meta = json.loads(str(data["meta"]))
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
-            raise
-        except Exception as exc:
-            raise ValueError(f"{path!r} is not an ebmfast RBM file: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise ValueError(f"{path!r} is not an ebmfast RBM file "
-                             f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
-        try:
-            return cls._from_saved(meta, data)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path!r} is a damaged ebmfast RBM file: missing or bad {exc}") from None
+        """Read a model written by :meth:`save` (or a checkpoint of :meth:`fit`); training
+        continues exactly where it stopped."""
+        return cls._read(os.fspath(path))[0]
 
     @classmethod
-    def _from_saved(cls, meta: dict, data: dict) -> "RBM":
+    def _read(cls, path: str) -> tuple["RBM", dict | None]:
+        """(model, progress of the fit call that wrote the checkpoint, or None)."""
+        meta, arrays = _checkpoint.read(path, "RBM")
+        try:
+            model = cls._from_state(meta, arrays)
+            fit = meta.get("fit")
+            if fit is not None:
+                if not isinstance(fit.get("target"), int) or fit["target"] < model.epochs_trained_:
+                    raise ValueError(f"fit target {fit.get('target')!r}")
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise _checkpoint.damaged(path, "RBM", exc) from None
+        return model, fit
+
+    @classmethod
+    def _from_state(cls, meta: dict, data: dict) -> "RBM":
         params = dict(meta["params"])
         params["device"] = "auto" if params.get("device") == "cuda" else params.get("device", "auto")
         model = cls(**params)
-        model.W = data["W"]
-        model.b = data["b"]
-        model.c = data["c"]
-        model._vW = model._check_param_array(data["vW"], "vW", model._W.shape)
-        model._vb = model._check_param_array(data["vb"], "vb", model._b.shape)
-        model._vc = model._check_param_array(data["vc"], "vc", model._c.shape)
-        chains = data["chains"]
-        model._chains = None if chains.shape[0] == 0 else model._check_param_array(
-            chains, "chains", (chains.shape[0], model.n_visible))
+        model.W = _checkpoint.array(data, "W")
+        model.b = _checkpoint.array(data, "b")
+        model.c = _checkpoint.array(data, "c")
+        model._vW = _checkpoint.array(data, "vW", model._W.shape)
+        model._vb = _checkpoint.array(data, "vb", model._b.shape)
+        model._vc = _checkpoint.array(data, "vc", model._c.shape)
+        chains = _checkpoint.array(data, "chains")
+        if chains.ndim != 2 or chains.shape[1] != model.n_visible:
+            raise ValueError(f"chains: expected shape (rows, {model.n_visible}), got {chains.shape}")
+        model._chains = None if chains.shape[0] == 0 else chains
         model._refresh_bounds()
-        model.seed_ = int(meta["seed_"])
-        model.step = int(meta["step"])
-        model.epochs_trained_ = int(meta["epochs_trained_"])
-        model.history_ = list(meta.get("history_", []))
+        model.seed_ = check_seed(int(meta["seed_"]))
+        model.step = check_int(meta["step"], "step", minimum=0, maximum=2**32 - 1)
+        model.epochs_trained_ = check_int(meta["epochs_trained_"], "epochs_trained_", minimum=0)
+        history = meta.get("history_", [])
+        if not isinstance(history, list):
+            raise TypeError("history_ is not a list")
+        model.history_ = list(history)
         return model
