@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._backend import check_float, check_int, check_seed, check_units, resolve_device
+from ._backend import (check_float, check_int, check_memory, check_seed, check_steps,
+                       check_units, resolve_device)
 from .reference import STREAM_INIT, STREAM_SHUFFLE
 
 _FORMAT = "ebmfast.RBM/1"
@@ -87,6 +88,9 @@ class RBM:
         if out["n_visible"] * out["n_hidden"] > 2**40:
             raise MemoryError(f"n_visible * n_hidden = {out['n_visible'] * out['n_hidden']} "
                               "weights is beyond any machine's memory")
+        # W, W^T, the velocity, the spare buffers (float32) and the float64 draw of W
+        check_memory(24.0 * out["n_visible"] * out["n_hidden"],
+                     f"RBM(n_visible={out['n_visible']}, n_hidden={out['n_hidden']})")
         resolve_device(p["device"])  # unknown device -> ValueError, cuda -> clear error
         if p["seed"] is not None:
             out["seed"] = check_seed(p["seed"])
@@ -406,6 +410,7 @@ class RBM:
         """k block-Gibbs steps v -> h -> v from the binary states V; returns the new V
         (n_samples, n_visible) float32. V itself is not modified."""
         k = check_int(k, "k", minimum=1)
+        check_steps(self.step, k, "k")
         V, _ = check_units(V, "V", self.n_visible, binary=True)
         out = np.empty_like(V)  # first step reads V, writes out: the caller's V is untouched
         step = self._take_steps(1)
@@ -415,12 +420,22 @@ class RBM:
             self._gibbs_inplace(out, k - 1, 1.0)
         return out
 
+    def _check_beta(self, beta: float) -> None:
+        """beta * b and beta * c go to the kernel as float32: they must stay finite."""
+        top = max(float(np.abs(self._b).max(initial=0.0)), float(np.abs(self._c).max(initial=0.0)),
+                  1.0)
+        if beta * top > float(np.finfo(np.float32).max) / 4:
+            raise ValueError(f"beta={beta} is too large: beta times the biases must fit in float32")
+
     def sample(self, n_samples: int, n_steps: int = 1000, beta: float = 1.0) -> np.ndarray:
         """Samples of p(v) ∝ exp(-beta F(v)) from n_samples fresh chains (uniform random
         start) after n_steps Gibbs steps: (n_samples, n_visible) float32."""
         n_samples = check_int(n_samples, "n_samples", minimum=1, maximum=2**31 - 1)
         n_steps = check_int(n_steps, "n_steps", minimum=0)
         beta = check_float(beta, "beta", minimum=0.0)
+        self._check_beta(beta)
+        check_steps(self.step, n_steps + 1, "n_steps")
+        check_memory(8.0 * n_samples * self.n_visible, f"sample(n_samples={n_samples})")
         step = self._take_steps(1)
         V = (_core.philox_uniforms(self.seed_, STREAM_INIT, step, n_samples, self.n_visible)
              < 0.5).astype(np.float32)
@@ -457,6 +472,8 @@ class RBM:
         F = _core.free_energy(self._W, self._WT, self._b, self._c, X, binary)
         if log_z is None:
             log_z = self.log_partition(**kwargs)
+        else:
+            log_z = check_float(log_z, "log_z")
         return -F - log_z
 
     # ------------------------------------------------------------------ persistence
@@ -464,7 +481,13 @@ class RBM:
     def save(self, path: str | os.PathLike) -> None:
         """Write parameters, hyper-parameters, velocities, the Philox step and the PCD chains
         to an .npz file (atomically: a crash never leaves a half-written file)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError("path must name a file as str, got bytes")
+        if not path or os.path.isdir(path):
+            raise ValueError(f"path must name a file, got {path!r}")
         meta = {"format": _FORMAT, "params": self.get_params(), "seed_": str(self.seed_),
                 "step": self.step, "epochs_trained_": self.epochs_trained_,
                 "history_": self.history_}
@@ -486,6 +509,8 @@ class RBM:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RBM":
         """Read a model written by :meth:`save`; training continues exactly where it stopped."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         path = os.fspath(path)
         try:
             with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
@@ -500,7 +525,7 @@ class RBM:
                              f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
         try:
             return cls._from_saved(meta, data)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise ValueError(f"{path!r} is a damaged ebmfast RBM file: missing or bad {exc}") from None
 
     @classmethod
@@ -515,11 +540,19 @@ class RBM:
         model._vb = model._check_param_array(data["vb"], "vb", model._b.shape)
         model._vc = model._check_param_array(data["vc"], "vc", model._c.shape)
         chains = data["chains"]
+        if chains.ndim != 2:
+            raise ValueError(f"chains of shape {chains.shape}")
         model._chains = None if chains.shape[0] == 0 else model._check_param_array(
             chains, "chains", (chains.shape[0], model.n_visible))
         model._refresh_bounds()
-        model.seed_ = int(meta["seed_"])
-        model.step = int(meta["step"])
-        model.epochs_trained_ = int(meta["epochs_trained_"])
-        model.history_ = list(meta.get("history_", []))
+        model.seed_ = check_seed(int(meta["seed_"]))
+        model.step = check_int(meta["step"], "step", minimum=0, maximum=2**32 - 1)
+        model.epochs_trained_ = check_int(meta["epochs_trained_"], "epochs_trained_", minimum=0)
+        if model._chains is not None:
+            if not np.isin(model._chains, (0.0, 1.0)).all():
+                raise ValueError("chains (the PCD chains must be binary)")
+        history = meta.get("history_", [])
+        if not isinstance(history, list):
+            raise TypeError("history_")
+        model.history_ = list(history)
         return model
