@@ -7,6 +7,7 @@ devices: a GPU array handed to a CPU model is a TypeError that says so.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -110,3 +111,36 @@ def check_units(X, name: str, n_cols: int, *, binary: bool, allow_empty: bool = 
         raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
                          f"got range [{lo}, {hi}]")
     return out, bool(is_binary)
+
+
+def check_bool(value, name: str) -> bool:
+    """A real bool (Python or NumPy); 'yes', 1 or None are TypeErrors."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (2**40 when the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 2**40
+
+
+def check_memory(n_bytes: float, what: str) -> None:
+    """MemoryError, before anything is allocated, when ``what`` needs more bytes than the
+    machine has: an absurd size fails at once instead of after the OS hands out (lazily)
+    terabytes or the process is killed filling them."""
+    total = physical_memory()
+    if n_bytes > total:
+        raise MemoryError(f"{what} needs about {n_bytes / 2**30:.3g} GiB, more than this "
+                          f"machine's {total / 2**30:.3g} GiB of memory")
+
+
+def check_steps(first: int, n: int, name: str, owner: str = "the model") -> None:
+    """OverflowError naming ``name`` when n Philox steps from ``first`` would pass 2**32
+    (the counter is a 32-bit word of the Philox counter): raised before anything runs."""
+    if first + n >= 2**32:
+        raise OverflowError(f"{name}: {n} more Philox steps would exhaust {owner}'s step "
+                            f"counter ({first} of 2**32 used)")

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from . import _checkpoint, _core
-from ._backend import check_float, check_int, check_seed, check_units
+from ._backend import (check_bool, check_float, check_int, check_memory, check_seed,
+                       check_steps, check_units)
 from .reference import STREAM_INIT, STREAM_SHUFFLE, logsumexp
 
 __all__ = ["BoltzmannMachine"]
@@ -66,10 +67,12 @@ class BoltzmannMachine:
         self.clamped_sweeps = check_int(clamped_sweeps, "clamped_sweeps", minimum=1)
         self.free_sweeps = check_int(free_sweeps, "free_sweeps", minimum=1)
         self.seed_ = check_seed(seed)
-        self.progress = bool(progress)
+        self.progress = check_bool(progress, "progress")
+        n = self.n_units
+        # W, its velocity, an update's new W and its transpose (float64), J and a Gram (float32)
+        check_memory(40.0 * n * n, f"BoltzmannMachine with {n} units")
         from .ising import _device
         self.device = _device(device)  # "auto" stays on the CPU until CUDA is verified
-        n = self.n_units
         self.W = np.zeros((n, n))
         self.b = np.zeros(n)
         self._vW = np.zeros((n, n))
@@ -101,6 +104,7 @@ class BoltzmannMachine:
         """Heat-bath sweeps of the {0,1} states Y (rows, n_units); clamped units never move.
         Advances the Philox step by the number of sweeps."""
         betas = np.ascontiguousarray(np.atleast_1d(np.asarray(betas, np.float32)))
+        check_steps(self.step_, betas.size, "n_sweeps")
         h, J = _ising(self.W, self.b)
         S = np.ascontiguousarray(2 * Y - 1, dtype=np.int8)
         mask = None if clamp is None else np.ascontiguousarray(clamp, dtype=np.uint8)
@@ -180,17 +184,28 @@ class BoltzmannMachine:
         return dW, P.mean(axis=0) - Q.mean(axis=0)
 
     def _update(self, D: np.ndarray) -> None:
-        step, chains = self.step_, self.chains_
+        """One update; a diverging one raises FloatingPointError and leaves the model (step
+        counter and persistent chains included) as it was."""
+        step0, chains0 = self.step_, self.chains_
+        try:
+            self._update_unchecked(D)
+        except (FloatingPointError, OverflowError):
+            self.step_, self.chains_ = step0, chains0
+            raise
+
+    def _update_unchecked(self, D: np.ndarray) -> None:
         dW, db = self._gradient(D)
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             vW = self.momentum * self._vW + self.learning_rate * (dW - self.weight_decay * self.W)
             vb = self.momentum * self._vb + self.learning_rate * db
             W, b = self.W + vW, self.b + vb
-            # the sampler works on float32 couplings -W/4 and fields from row sums of W
-            ok = np.isfinite(W).all() and np.isfinite(b).all()
-            ok = ok and all(np.isfinite(a).all() for a in _ising(W, b))
-        if not ok:
-            self.step_, self.chains_ = step, chains  # a rejected update changes nothing
+        # the sampler runs on float32 couplings J = -W/4, h = -b/2 - sum W/4: they must be finite
+        with np.errstate(over="ignore", invalid="ignore"):
+            ok = (np.isfinite(W).all() and np.isfinite(b).all()
+                  and np.abs(W).max(initial=0.0) * max(self.n_units, 1) < 1e37
+                  and np.abs(b).max(initial=0.0) < 1e37
+                  and all(np.isfinite(a).all() for a in _ising(W, b)))
+        if not ok:  # _update puts the step counter and chains back
             raise FloatingPointError("the update produced non-finite parameters and was "
                                      f"discarded; lower learning_rate (now {self.learning_rate}) "
                                      f"or momentum (now {self.momentum})")
@@ -309,19 +324,30 @@ class BoltzmannMachine:
     # ------------------------------------------------------------------ using the model
 
     def _temperatures(self, temperature, n_sweeps: int) -> np.ndarray:
-        if np.ndim(temperature) == 0:
+        check_steps(self.step_, n_sweeps, "n_sweeps")
+        check_memory(16.0 * n_sweeps, f"n_sweeps={n_sweeps}")
+        if np.ndim(temperature) == 0 and not isinstance(temperature, np.ndarray):
             T = np.full(n_sweeps, check_float(temperature, "temperature", minimum=0.0, open_min=True))
         else:
-            T = np.asarray(temperature, np.float64)
+            T = np.asarray(temperature)
+            if T.dtype == object or T.dtype.kind not in "iuf":
+                raise TypeError(f"temperature must be a number or a real array, got dtype {T.dtype}")
+            T = T.astype(np.float64)
             if T.shape != (n_sweeps,) or not np.isfinite(T).all() or np.any(T <= 0):
                 raise ValueError(f"temperature must be a number > 0 or {n_sweeps} finite values > 0")
-        return 1.0 / T
+        with np.errstate(over="ignore", divide="ignore"):
+            betas = 1.0 / T
+        # the kernel takes float32 inverse temperatures times float32 fields
+        if np.any(betas > 1e30):
+            raise ValueError("temperature too small (1/temperature must be <= 1e30)")
+        return betas
 
     def sample(self, n_samples: int, n_sweeps: int = 1000, temperature=1.0) -> np.ndarray:
         """States (n_samples, n_units) {0,1} after n_sweeps heat-bath sweeps from random
         states; ``temperature`` a number or one value per sweep (annealing)."""
-        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        n_samples = check_int(n_samples, "n_samples", minimum=1, maximum=2**31 - 1)
         n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)
+        check_memory(24.0 * n_samples * self.n_units, f"sample(n_samples={n_samples})")
         betas = self._temperatures(temperature, n_sweeps)
         Y = self._random_states(n_samples, chain_offset=2**22)
         return self._sweeps(Y, betas, None) if n_sweeps else Y
@@ -343,10 +369,12 @@ class BoltzmannMachine:
             raise ValueError("the clamped (mask True) entries of X must be 0 or 1")
         n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
         average_last = check_int(average_last, "average_last", minimum=1, maximum=n_sweeps)
+        check_memory(16.0 * n_sweeps, f"n_sweeps={n_sweeps}")
         out = np.empty(X.shape)
         marg = np.empty(X.shape)
         # One kernel call per distinct mask (the kernel clamps one set of units per call).
         uniq, inverse = np.unique(mask, axis=0, return_inverse=True)
+        check_steps(self.step_, n_sweeps * len(uniq), "n_sweeps")
         for k, m in enumerate(uniq):
             rows = np.nonzero(inverse.ravel() == k)[0]
             clamp = np.zeros(self.n_units, bool)
@@ -376,6 +404,8 @@ class BoltzmannMachine:
         sweeps and normalised."""
         if self.n_labels == 0:
             raise ValueError("the model has no label units (n_labels=0)")
+        n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+        average_last = check_int(average_last, "average_last", minimum=1, maximum=n_sweeps)
         X, _ = check_units(X, "X", self.n_visible, binary=True)
         X = X.astype(np.float64)
         if self.n_hidden == 0:
@@ -383,6 +413,8 @@ class BoltzmannMachine:
             a -= a.max(axis=1, keepdims=True)
             p = np.exp(a)
             return p / p.sum(axis=1, keepdims=True)
+        check_steps(self.step_, n_sweeps, "n_sweeps")
+        check_memory(16.0 * n_sweeps, f"n_sweeps={n_sweeps}")
         _, marg = self._complete_labels(X, n_sweeps, average_last)
         s = marg.sum(axis=1, keepdims=True)
         return np.where(s > 0, marg / np.maximum(s, 1e-300), 1.0 / self.n_labels)
@@ -410,8 +442,10 @@ class BoltzmannMachine:
         if self.n_labels == 0:
             raise ValueError("the model has no label units (n_labels=0)")
         label = check_int(label, "label", minimum=0, maximum=self.n_labels - 1)
-        n = check_int(n, "n", minimum=1)
+        n = check_int(n, "n", minimum=1, maximum=2**31 - 1)
         n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+        check_steps(self.step_, n_sweeps, "n_sweeps")
+        check_memory(24.0 * n * self.n_units + 16.0 * n_sweeps, f"generate(n={n})")
         clamp = np.zeros(self.n_units, bool)
         clamp[self.n_visible:self.n_observed] = True
         Y = self._random_states(n, chain_offset=2**25)
@@ -422,10 +456,11 @@ class BoltzmannMachine:
     # ------------------------------------------------------------------ exact (small models)
 
     def energy(self, Y) -> np.ndarray:
-        """E(y) = -1/2 y^T W y - b^T y for states Y (rows, n_units), float64."""
-        Y = np.asarray(Y, np.float64)
-        if Y.ndim != 2 or Y.shape[1] != self.n_units:
-            raise ValueError(f"Y must have shape (rows, {self.n_units}), got {Y.shape}")
+        """E(y) = -1/2 y^T W y - b^T y for binary states Y (rows, n_units), float64."""
+        Y, _ = check_units(Y, "Y", self.n_units, binary=True, allow_empty=True)
+        return self._energy(Y.astype(np.float64))
+
+    def _energy(self, Y: np.ndarray) -> np.ndarray:
         return -0.5 * np.einsum("ri,ij,rj->r", Y, self.W, Y) - Y @ self.b
 
     def _check_small(self):
@@ -435,7 +470,7 @@ class BoltzmannMachine:
     def log_partition_exact(self) -> float:
         """log Z by enumerating all 2**n_units states (float64)."""
         self._check_small()
-        return float(logsumexp(-self.energy(_all_binary(self.n_units))))
+        return float(logsumexp(-self._energy(_all_binary(self.n_units))))
 
     def log_likelihood_exact(self, X, y=None) -> np.ndarray:
         """log p(observed) per row, the hidden units summed out exactly."""
@@ -446,7 +481,7 @@ class BoltzmannMachine:
         out = np.empty(D.shape[0])
         for r, d in enumerate(D):
             Y = np.hstack([np.tile(d, (H.shape[0], 1)), H])
-            out[r] = logsumexp(-self.energy(Y)) - logz
+            out[r] = logsumexp(-self._energy(Y)) - logz
         return out
 
     def exact_gradient(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
@@ -458,12 +493,12 @@ class BoltzmannMachine:
         pos_b = np.zeros(self.n_units)
         for d in D:
             Y = np.hstack([np.tile(d, (H.shape[0], 1)), H])
-            e = -self.energy(Y)
+            e = -self._energy(Y)
             p = np.exp(e - logsumexp(e))
             pos_W += (Y * p[:, None]).T @ Y
             pos_b += p @ Y
         Yall = _all_binary(self.n_units)
-        e = -self.energy(Yall)
+        e = -self._energy(Yall)
         p = np.exp(e - logsumexp(e))
         neg_W = (Yall * p[:, None]).T @ Yall
         dW = pos_W / D.shape[0] - neg_W

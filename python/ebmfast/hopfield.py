@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from ._backend import check_float, check_int, check_seed
+from ._backend import check_bool, check_float, check_int, check_memory, check_seed
 from .ising import _check_spins, sample_ising
 
 __all__ = ["Hopfield", "RecallResult", "HopfieldSample"]
@@ -81,7 +81,14 @@ class HopfieldSample:
 
 def _check_states(states, name: str, n: int) -> np.ndarray:
     """±1 states (m, n) or one state (n,) as a contiguous int8 (m, n) array."""
-    arr = np.asarray(states) if not hasattr(states, "__cuda_array_interface__") else states
+    if hasattr(states, "__cuda_array_interface__") or type(states).__module__.startswith("cupy"):
+        raise TypeError(f"{name} is a GPU array; pass host (NumPy) ±1 states")
+    try:
+        arr = np.asarray(states)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a 2-D array of ±1 states: {exc}") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":  # complex 1+0j is no spin
+        raise TypeError(f"{name} must hold ±1 spins as a real or bool array, got dtype {arr.dtype}")
     shape = getattr(arr, "shape", None)
     if shape is not None and len(shape) == 1:
         return _check_spins(np.asarray(arr).reshape(1, -1), name, (1, n))
@@ -101,6 +108,8 @@ class Hopfield:
     def __init__(self, n_units: int, *, seed=None):
         self.n_units = check_int(n_units, "n_units", minimum=1, maximum=2**24)
         n = self.n_units
+        # W (float32) and the float64 copies that store/recall make of it
+        check_memory(24.0 * n * n, f"Hopfield(n_units={n})")
         self._W = np.zeros((n, n), np.float32)
         self._b = np.zeros(n, np.float32)
         self._seed = check_seed(seed)
@@ -181,9 +190,10 @@ class Hopfield:
         if seed is not None:
             return check_seed(seed), 0
         step = self._step
-        self._step += max(int(n_steps), 1)
-        if self._step > 2**32 - 1:
-            raise RuntimeError("the model's Philox steps are used up; pass a seed")
+        if step + max(int(n_steps), 1) > 2**32 - 1:  # checked before the counter moves
+            raise OverflowError(f"{n_steps} sweeps would exhaust the model's Philox step "
+                                f"counter ({step} of 2**32 used); pass a seed")
+        self._step = step + max(int(n_steps), 1)
         return self._seed, step
 
     # ------------------------------------------------------------------ storing
@@ -255,10 +265,11 @@ class Hopfield:
         K = P.shape[0]
         batch_size = K if batch_size is None else check_int(batch_size, "batch_size", minimum=1)
         k = check_int(k, "k", minimum=1, maximum=10_000)
-        if dynamics not in ("async", "gibbs"):
+        fit_bias = check_bool(fit_bias, "fit_bias")
+        if not isinstance(dynamics, str) or dynamics not in ("async", "gibbs"):
             raise ValueError(f"dynamics must be 'async' or 'gibbs', got {dynamics!r}")
         T = check_float(temperature, "temperature", minimum=0.0, open_min=True)
-        if init not in ("hebbian", "current", "zeros"):
+        if not isinstance(init, str) or init not in ("hebbian", "current", "zeros"):
             raise ValueError(f"init must be 'hebbian', 'current' or 'zeros', got {init!r}")
         seed = check_seed(seed if seed is not None else self._seed)
         n = self.n_units
@@ -351,17 +362,24 @@ class Hopfield:
         device: "cpu" (default; "auto" means the CPU too until the CUDA kernel has been
         verified on a GPU) or "cuda" (async mode: one GPU thread per cue, same results).
         """
-        if device not in ("cpu", "auto", "cuda"):
+        if not isinstance(device, str) or device not in ("cpu", "auto", "cuda"):
             raise ValueError(f"device must be 'cpu', 'auto' or 'cuda', got {device!r}")
-        if mode not in ("async", "sync"):
+        if not isinstance(mode, str) or mode not in ("async", "sync"):
             raise ValueError(f"mode must be 'async' or 'sync', got {mode!r}")
-        if order not in ("sequential", "random"):
+        if not isinstance(order, str) or order not in ("sequential", "random"):
             raise ValueError(f"order must be 'sequential' or 'random', got {order!r}")
         max_sweeps = check_int(max_sweeps, "max_sweeps", minimum=0, maximum=2**31 - 1)
+        if mode == "sync" and order != "sequential":
+            raise ValueError("order applies to mode='async' only (sync updates every unit at once)")
+        if device == "cuda" and mode == "async":  # a missing GPU fails before anything moves
+            from ._backend import resolve_device
+            resolve_device("cuda", cuda_implemented=True)
         S = _check_states(states, "states", self.n_units).copy()
         m = S.shape[0]
         if mode == "async":
             if order == "random":
+                if seed is not None:
+                    check_seed(seed)
                 seed, step = self._take_steps(seed, max_sweeps)
             else:
                 seed, step = 0, 0
@@ -369,8 +387,6 @@ class Hopfield:
                 raise ValueError("max_sweeps too large for the Philox step counter")
             if device == "cuda":
                 from . import _ising_cuda
-                from ._backend import resolve_device
-                resolve_device("cuda", cuda_implemented=True)
                 S, sweeps, conv = _ising_cuda.hopfield_recall(self._W, self._b, S, max_sweeps,
                                                               order == "random", seed, step)
             else:
@@ -421,9 +437,15 @@ class Hopfield:
         temps = self._temperatures(temperature, n_sweeps)
         n_sweeps = temps.size
         average_last = check_int(average_last, "average_last", minimum=0, maximum=n_sweeps)
-        if order not in ("sequential", "random"):
+        if not isinstance(order, str) or order not in ("sequential", "random"):
             raise ValueError(f"order must be 'sequential' or 'random', got {order!r}")
+        from .ising import _device
+        _device(device)  # an unknown device or a missing GPU fails before the counter moves
         S = _check_states(states, "states", self.n_units).copy()
+        if S.shape[0] == 0:
+            raise ValueError(f"states must hold at least one state, got shape {S.shape}")
+        if seed is not None:
+            check_seed(seed)
         seed, step = self._take_steps(seed, n_sweeps)
         if step + n_sweeps > 2**32 - 1:
             raise ValueError("n_sweeps too large for the Philox step counter")
@@ -458,19 +480,32 @@ class Hopfield:
         t = 0..n_sweeps−1, from ``states``; returns the final (low-energy) states."""
         T0 = check_float(T0, "T0", minimum=0.0, open_min=True)
         alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0, open_min=True)
-        n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
-        temps = T0 * alpha ** np.arange(n_sweeps, dtype=np.float64)
+        n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1, maximum=2**32 - 1)
+        check_memory(16.0 * n_sweeps, f"anneal(n_sweeps={n_sweeps})")
+        with np.errstate(under="ignore"):
+            temps = T0 * alpha ** np.arange(n_sweeps, dtype=np.float64)
+        if temps[-1] <= 0 or np.any(1.0 / temps[temps > 0] > 3e38):
+            raise ValueError(f"T0 * alpha**t falls below the smallest usable temperature "
+                             f"(T0={T0}, alpha={alpha}, n_sweeps={n_sweeps}): raise T0 or alpha")
         return self.sample(states, temps, seed=seed, order=order, device=device)
 
     @staticmethod
     def _temperatures(temperature, n_sweeps) -> np.ndarray:
         if callable(temperature):
-            n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
-            temps = np.array([float(temperature(t)) for t in range(n_sweeps)], np.float64)
+            n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1, maximum=2**32 - 1)
+            check_memory(16.0 * n_sweeps, f"n_sweeps={n_sweeps}")
+            temps = np.empty(n_sweeps, np.float64)
+            for t in range(n_sweeps):
+                T = temperature(t)
+                if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Real):
+                    raise TypeError(f"temperature must return a real number for every sweep; "
+                                    f"at sweep {t} it returned {type(T).__name__} {T!r}")
+                temps[t] = float(T)
         elif isinstance(temperature, numbers.Real) and not isinstance(temperature, (bool, np.bool_)):
             if n_sweeps is None:
                 raise ValueError("n_sweeps is needed with a scalar temperature")
-            n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+            n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1, maximum=2**32 - 1)
+            check_memory(16.0 * n_sweeps, f"n_sweeps={n_sweeps}")
             temps = np.full(n_sweeps, float(temperature))
         else:
             arr = np.asarray(temperature)
@@ -483,6 +518,8 @@ class Hopfield:
                 raise ValueError(f"temperature has {temps.size} entries but n_sweeps={n_sweeps}")
         if not np.all(np.isfinite(temps)) or np.any(temps <= 0):
             raise ValueError("temperature must be finite and > 0 (every entry of a schedule)")
-        if np.any(1.0 / temps > 3e38):
+        with np.errstate(over="ignore"):
+            too_cold = np.any(1.0 / temps > 3e38)
+        if too_cold:
             raise ValueError("temperature too small (1/T must fit in float32)")
         return temps

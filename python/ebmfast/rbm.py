@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from . import _checkpoint, _core
-from ._backend import check_float, check_int, check_seed, check_units, resolve_device
+from ._backend import (check_float, check_int, check_memory, check_seed, check_steps,
+                       check_units, resolve_device)
 from .reference import STREAM_INIT, STREAM_SHUFFLE
 
 _METHODS = ("cd", "pcd")
@@ -84,6 +85,9 @@ class RBM:
         if out["n_visible"] * out["n_hidden"] > 2**40:
             raise MemoryError(f"n_visible * n_hidden = {out['n_visible'] * out['n_hidden']} "
                               "weights is beyond any machine's memory")
+        # W, W^T, the velocity, the spare buffers (float32) and the float64 draw of W
+        check_memory(24.0 * out["n_visible"] * out["n_hidden"],
+                     f"RBM(n_visible={out['n_visible']}, n_hidden={out['n_hidden']})")
         resolve_device(p["device"])  # unknown device -> ValueError, cuda -> clear error
         if p["seed"] is not None:
             out["seed"] = check_seed(p["seed"])
@@ -432,6 +436,7 @@ class RBM:
         """k block-Gibbs steps v -> h -> v from the binary states V; returns the new V
         (n_samples, n_visible) float32. V itself is not modified."""
         k = check_int(k, "k", minimum=1)
+        check_steps(self.step, k, "k")
         V, _ = check_units(V, "V", self.n_visible, binary=True)
         out = np.empty_like(V)  # first step reads V, writes out: the caller's V is untouched
         step = self._take_steps(1)
@@ -441,12 +446,22 @@ class RBM:
             self._gibbs_inplace(out, k - 1, 1.0)
         return out
 
+    def _check_beta(self, beta: float) -> None:
+        """beta * b and beta * c go to the kernel as float32: they must stay finite."""
+        top = max(float(np.abs(self._b).max(initial=0.0)), float(np.abs(self._c).max(initial=0.0)),
+                  1.0)
+        if beta * top > float(np.finfo(np.float32).max) / 4:
+            raise ValueError(f"beta={beta} is too large: beta times the biases must fit in float32")
+
     def sample(self, n_samples: int, n_steps: int = 1000, beta: float = 1.0) -> np.ndarray:
         """Samples of p(v) ∝ exp(-beta F(v)) from n_samples fresh chains (uniform random
         start) after n_steps Gibbs steps: (n_samples, n_visible) float32."""
         n_samples = check_int(n_samples, "n_samples", minimum=1, maximum=2**31 - 1)
         n_steps = check_int(n_steps, "n_steps", minimum=0)
         beta = check_float(beta, "beta", minimum=0.0)
+        self._check_beta(beta)
+        check_steps(self.step, n_steps + 1, "n_steps")
+        check_memory(8.0 * n_samples * self.n_visible, f"sample(n_samples={n_samples})")
         step = self._take_steps(1)
         V = (_core.philox_uniforms(self.seed_, STREAM_INIT, step, n_samples, self.n_visible)
              < 0.5).astype(np.float32)
@@ -483,6 +498,8 @@ class RBM:
         F = _core.free_energy(self._W, self._WT, self._b, self._c, X, binary)
         if log_z is None:
             log_z = self.log_partition(**kwargs)
+        else:
+            log_z = check_float(log_z, "log_z")
         return -F - log_z
 
     # ------------------------------------------------------------------ persistence
@@ -490,6 +507,13 @@ class RBM:
     def save(self, path: str | os.PathLike) -> None:
         """Write parameters, hyper-parameters, velocities, the Philox step and the PCD chains
         to an .npz file (atomically: a crash never leaves a half-written file)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError("path must name a file as str, got bytes")
+        if not path or os.path.isdir(path):
+            raise ValueError(f"path must name a file, got {path!r}")
         self._write(path)
 
     def _state(self) -> tuple[dict, dict]:
@@ -511,6 +535,8 @@ class RBM:
     def load(cls, path: str | os.PathLike) -> "RBM":
         """Read a model written by :meth:`save` (or a checkpoint of :meth:`fit`); training
         continues exactly where it stopped."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         return cls._read(os.fspath(path))[0]
 
     @classmethod
@@ -546,6 +572,8 @@ class RBM:
         model.seed_ = check_seed(int(meta["seed_"]))
         model.step = check_int(meta["step"], "step", minimum=0, maximum=2**32 - 1)
         model.epochs_trained_ = check_int(meta["epochs_trained_"], "epochs_trained_", minimum=0)
+        if model._chains is not None and not np.isin(model._chains, (0.0, 1.0)).all():
+            raise ValueError("chains (the PCD chains must be binary)")
         history = meta.get("history_", [])
         if not isinstance(history, list):
             raise TypeError("history_ is not a list")
