@@ -375,3 +375,113 @@ def test_ctrl_c_returns_within_a_second(group):
             r.join(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+# --------------------------------------------------------------------------- chunked == one call
+# Cutting a run into kernel calls (for Ctrl-C) must not change a single bit: the Philox
+# step of every update is absolute, and what a kernel carries (fields, tables) is handed on.
+
+def _one_call(monkeypatch):
+    monkeypatch.setattr(ef._interrupt, "CHUNK_WORK", 1e30)
+
+
+def _tiny_chunks(monkeypatch):
+    monkeypatch.setattr(ef._interrupt, "CHUNK_WORK", 1.0)
+
+
+@pytest.mark.parametrize("rows,steps", [(3, 9), (40, 9), (7, 100)])  # no tables / cached / built
+@pytest.mark.parametrize("cache_tables", [True, False])
+def test_rbm_gibbs_and_sample_chunked_equal_one_call(monkeypatch, rows, steps, cache_tables):
+    if not cache_tables:  # a model too large for cached tables: tables built per call
+        monkeypatch.setattr(ef.rbm, "_TABLE_CACHE_MAX_BYTES", 0)
+    rng = np.random.default_rng(rows)
+    rbm = ef.RBM(37, 29, seed=5)
+    rbm.W = rng.standard_normal((37, 29))
+    V = (rng.random((rows, 37)) < 0.4).astype(np.float32)
+    out = {}
+    for mode in ("one", "tiny"):
+        (_one_call if mode == "one" else _tiny_chunks)(monkeypatch)
+        rbm.step = 11
+        rbm._tables = None
+        g = rbm.gibbs(V, k=steps)
+        s = rbm.sample(rows, n_steps=steps, beta=0.7)
+        out[mode] = (g, s, rbm.step)
+    for a, b in zip(out["one"], out["tiny"]):
+        np.testing.assert_array_equal(a, b)
+    # and equal to one direct kernel call, where the kernel's own table choice is the same
+    if rows * steps >= 512 or rows * steps < 256:
+        W = np.ascontiguousarray(rbm.W)
+        direct = V.copy()
+        _core.gibbs(W, np.ascontiguousarray(W.T), rbm.b, rbm.c, V, direct, steps, 1.0,
+                    rbm.seed_, 11, 0, None)
+        np.testing.assert_array_equal(out["one"][0], direct)
+
+
+def test_lattice_chunked_equals_one_call(monkeypatch):
+    m = ef.IsingLattice2D(10, J=1.0, h=0.1)
+    betas = np.linspace(0.2, 0.6, 23)
+    whole = m.sample(betas, 23, n_chains=3, seed=4, step_offset=5)
+    monkeypatch.setattr(ef.ising, "_CHUNK_WORK", ef.ising._LATTICE_WORK_PER_SPIN * 300 * 4)
+    cut = m.sample(betas, 23, n_chains=3, seed=4, step_offset=5)  # 4-sweep calls
+    np.testing.assert_array_equal(cut.states, whole.states)
+    np.testing.assert_array_equal(cut.energy, whole.energy)
+    np.testing.assert_array_equal(cut.acceptance, whole.acceptance)
+
+
+def test_boltzmann_machine_sweeps_chunked_equal_one_call(monkeypatch):
+    rng = np.random.default_rng(3)
+    out = {}
+    for mode in ("one", "tiny"):
+        (_one_call if mode == "one" else _tiny_chunks)(monkeypatch)
+        m = ef.BoltzmannMachine(9, 5, seed=2)
+        W = rng.standard_normal((14, 14)) if mode == "one" else out["W"]
+        W = 0.5 * (W + W.T)
+        np.fill_diagonal(W, 0.0)
+        out["W"] = W
+        m.W, m.b = W, np.linspace(-1, 1, 14)
+        s = m.sample(6, n_sweeps=70, temperature=np.linspace(2.0, 0.5, 70))
+        X = (rng.random((4, 9)) < 0.5).astype(float) if mode == "one" else out["X"]
+        out["X"] = X
+        c = m.complete(X, np.arange(9) < 4, n_sweeps=40, average_last=5)
+        out[mode] = (s, c[0], c[1], m.step_)
+    for a, b in zip(out["one"], out["tiny"]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("order", ["sequential", "random"])
+@pytest.mark.parametrize("n", [7, 100])
+def test_hopfield_recall_chunked_equals_one_call(monkeypatch, order, n):
+    rng = np.random.default_rng(n)
+    m = ef.Hopfield(n, seed=3)
+    m.store(rng.integers(0, 2, (max(2, n // 10), n)) * 2 - 1)
+    m.b = 0.1 * rng.standard_normal(n)
+    cues = rng.integers(0, 2, (150, n)) * 2 - 1  # not a multiple of the 16-cue block
+    _one_call(monkeypatch)
+    whole = m.recall(cues, order=order, seed=9)
+    _tiny_chunks(monkeypatch)  # blocks of 16 cues
+    cut = m.recall(cues, order=order, seed=9)
+    np.testing.assert_array_equal(cut.states, whole.states)
+    np.testing.assert_array_equal(cut.sweeps, whole.sweeps)
+    np.testing.assert_array_equal(cut.converged, whole.converged)
+
+
+@pytest.mark.parametrize("thin", [1, 3, 50])
+@pytest.mark.parametrize("builtin", [True, False])
+def test_mcmc_chunks_shorter_than_thin_equal_one_call(monkeypatch, thin, builtin):
+    # A large thin used to stretch every chunk to thin steps (minutes without a Ctrl-C
+    # check); chunks now cut thinning blocks and still keep exactly the same samples.
+    from ebmfast import mcmc
+    E = ef.energies.Gaussian(np.zeros(3))
+    energy = E if builtin else (lambda X: 0.5 * (X ** 2).sum(axis=1))
+    grad = None if builtin else (lambda X: X)
+    x0 = np.zeros((4, 3), np.float32 if builtin else np.float64)
+    kw = dict(seed=2, burn_in=7, thin=thin, grad=grad)
+    monkeypatch.setattr(mcmc, "_CHUNK_WORK", 1 << 40)
+    whole = ef.mala(energy, x0, 120, 0.5, **kw)
+    monkeypatch.setattr(mcmc, "_CHUNK_WORK", 4 * 7 * 5 * (1 if builtin else 64))  # 5-step chunks
+    cut = ef.mala(energy, x0, 120, 0.5, **kw)
+    assert whole.samples.shape == (120 // thin, 4, 3)
+    np.testing.assert_array_equal(cut.samples, whole.samples)
+    np.testing.assert_array_equal(cut.energies, whole.energies)
+    np.testing.assert_array_equal(cut.acceptance, whole.acceptance)
+    np.testing.assert_array_equal(cut.x, whole.x)

@@ -26,6 +26,7 @@ _MAX_UNITS = 2**28  # 32-bit table and list offsets inside the kernels
 # gibbs_chains (csrc/cpu/rbm_layer.cpp) builds its subset tables itself once a call has
 # this many rows x steps; a chunked call decides once for all its chunks (_call_tables).
 _PREBUILD_ROW_STEPS = 512
+_TABLE_CACHE_MAX_BYTES = 2**28  # the two cached subset tables (8x the size of W) at most
 
 
 class RBM:
@@ -391,7 +392,7 @@ class RBM:
         for them; never for models whose tables (8x the size of W) would exceed 256 MB."""
         if self._tables is not None and self._tables[0] == self._w_version:
             return self._tables[1:]
-        if row_steps < 256 or 32 * self.n_visible * self.n_hidden > 2**28:
+        if row_steps < 256 or 32 * self.n_visible * self.n_hidden > _TABLE_CACHE_MAX_BYTES:
             return None
         self._tables = (self._w_version, _core.subset_table(self._W), _core.subset_table(self._WT))
         return self._tables[1:]
