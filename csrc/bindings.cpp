@@ -23,7 +23,15 @@
 #include "cpu/mcmc_chains.h"
 #include "cuda/cuda_api.h"
 
-namespace py = pybind11;
+// `py` is pybind11 with one change: py::gil_scoped_release, which every kernel call in
+// this file goes through, also applies the thread count of set_num_threads to the
+// calling thread (OpenMP keeps that count per thread; see cpu/parallel.cpp).
+namespace py {
+using namespace pybind11;  // NOLINT: this namespace stands for pybind11
+struct gil_scoped_release : pybind11::gil_scoped_release {
+  gil_scoped_release() { ebm::cpu::sync_num_threads(); }
+};
+}  // namespace py
 using F32 = py::array_t<float, py::array::c_style>;
 using F64 = py::array_t<double, py::array::c_style>;
 using I8 = py::array_t<int8_t, py::array::c_style>;
@@ -870,7 +878,8 @@ PYBIND11_MODULE(_core, m) {
 
   // --- Hopfield
   m.def("hopfield_recall",
-        [](F32 W, F32 b, I8 S, int64_t max_sweeps, bool random_order, uint64_t seed, int64_t step) {
+        [](F32 W, F32 b, I8 S, int64_t max_sweeps, bool random_order, uint64_t seed, int64_t step,
+           int64_t chain_offset) {
           check_2d(W, "W", -1, -1);
           const int64_t n = W.shape(0);
           require(n >= 1 && W.shape(1) == n, "W must be square (n, n) with n >= 1");
@@ -880,7 +889,7 @@ PYBIND11_MODULE(_core, m) {
           require(max_sweeps >= 0, "max_sweeps must be >= 0");
           const int64_t cues = S.shape(0);
           // Padding lanes of the last block draw chains up to the next multiple of 16.
-          const ebm::RngView r = rng_view(seed, step, 0, (cues + 15) / 16 * 16);
+          const ebm::RngView r = rng_view(seed, step, chain_offset, (cues + 15) / 16 * 16);
           check_u32(step + max_sweeps, "step + max_sweeps");
           ebm::IsingView P;
           P.n = n;
@@ -898,10 +907,10 @@ PYBIND11_MODULE(_core, m) {
           return py::make_tuple(sweeps, converged);
         },
         py::arg("W"), py::arg("b"), py::arg("S").noconvert(), py::arg("max_sweeps"),
-        py::arg("random_order"), py::arg("seed"), py::arg("step"),
+        py::arg("random_order"), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
         "Asynchronous Hopfield recall of the cues S (int8 +-1 [cues, n], in place) under "
-        "z = W y + b (W float32 symmetric, zero diagonal). Returns (sweeps int32, converged "
-        "uint8) per cue.");
+        "z = W y + b (W float32 symmetric, zero diagonal); cue c draws chain chain_offset + c. "
+        "Returns (sweeps int32, converged uint8) per cue.");
 
   m.def("lattice_sweeps",
         [](I8 S, float J, float h, F32 betas, bool gibbs, uint64_t seed, int64_t step,

@@ -7,8 +7,9 @@
 namespace ebm::cpu {
 
 // --- threads (parallel.cpp)
-void set_num_threads(int n);  // OpenMP and the BLAS pool together
+void set_num_threads(int n);  // OpenMP and the BLAS pool together, for every thread
 int get_num_threads();
+void sync_num_threads();      // apply the count of set_num_threads to the calling thread
 const char* blas_name();
 // C [m, n] = alpha * op(A) . B with op(A) [m, k] (A itself [k, m] when trans_a), one
 // single-threaded sgemm on the calling thread; k == 0 gives zeros. With accumulate, C +=

@@ -2,6 +2,7 @@
 // are set together so OMP_NUM_THREADS-style control means the same for both.
 #include <omp.h>
 #include <algorithm>
+#include <atomic>
 #include <cblas.h>
 #include "cpu/kernels.h"
 #include "cpu/simd.h"
@@ -13,10 +14,30 @@ const bool kBlasSingleThreaded = [] { scipy_openblas_set_num_threads(1); return 
 
 namespace ebm::cpu {
 
+// OpenMP keeps the thread count per thread (omp_set_num_threads sets the caller's own
+// ICV), so a count set from one Python thread would not reach kernels called from
+// another. The count asked for is kept here, with a generation number, and every kernel
+// call applies it to its own thread first (sync_num_threads, from bindings.cpp).
+namespace {
+std::atomic<int> g_num_threads{0};         // 0: never set, OpenMP's default
+std::atomic<unsigned> g_threads_generation{0};
+}  // namespace
+
+void sync_num_threads() {
+  thread_local unsigned seen = 0;
+  const unsigned gen = g_threads_generation.load(std::memory_order_acquire);
+  if (gen == seen) return;
+  seen = gen;
+  const int n = g_num_threads.load(std::memory_order_relaxed);
+  if (n > 0) omp_set_num_threads(n);
+}
+
 // The BLAS always runs single-threaded inside our OpenMP teams (see gemm_block): two
 // thread pools spinning on the same cores slowed small GEMMs down tenfold.
 void set_num_threads(int n) {
-  omp_set_num_threads(n);
+  g_num_threads.store(n, std::memory_order_relaxed);
+  g_threads_generation.fetch_add(1, std::memory_order_acq_rel);
+  sync_num_threads();
   scipy_openblas_set_num_threads(1);
 }
 
@@ -48,7 +69,10 @@ void gemm_rows_parallel(bool trans_a, int64_t m, int64_t n, int64_t k, float alp
   }
 }
 
-int get_num_threads() { return omp_get_max_threads(); }
+int get_num_threads() {
+  sync_num_threads();
+  return omp_get_max_threads();
+}
 
 const char* blas_name() { return scipy_openblas_get_config(); }
 

@@ -16,6 +16,7 @@ import numpy as np
 from . import _checkpoint, _core
 from ._backend import (check_bool, check_float, check_int, check_memory, check_seed,
                        check_steps, check_units)
+from ._interrupt import chunk_size
 from .reference import STREAM_INIT, STREAM_SHUFFLE, logsumexp
 
 __all__ = ["BoltzmannMachine"]
@@ -108,16 +109,25 @@ class BoltzmannMachine:
         h, J = _ising(self.W, self.b)
         S = np.ascontiguousarray(2 * Y - 1, dtype=np.int8)
         mask = None if clamp is None else np.ascontiguousarray(clamp, dtype=np.uint8)
+        step = self.step_  # reserved first: an interrupted call never reuses its numbers
+        self.step_ += betas.size
         if self.device == "cuda":  # the spin-chain CUDA kernel, host states in and out
             from . import _ising_cuda
             from .ising import _Couplings
             run = _ising_cuda.chain_runner(_Couplings(n=self.n_units, h=h, dense=J), mask,
                                            True, False, self.seed_)
-            run(S, betas, self.step_, False)
+            run(S, betas, step, False)
         else:
-            _core.ising_chains(h, J, None, None, None, betas, True, False, mask, S, self.seed_,
-                               self.step_, 0, False)
-        self.step_ += betas.size
+            # Kernel calls of about _interrupt.CHUNK_WORK operations (Ctrl-C is honoured
+            # between them); the local fields go from call to call, so the cut changes
+            # nothing (the kernel refreshes them on the absolute step).
+            n = self.n_units
+            chunk = chunk_size(S.shape[0] * (n * n + 8 * n), betas.size)
+            fields = np.empty(S.shape, np.float32) if chunk < betas.size else None
+            for t0 in range(0, betas.size, chunk):
+                _core.ising_chains(h, J, None, None, None,
+                                   np.ascontiguousarray(betas[t0:t0 + chunk]), True, False,
+                                   mask, S, self.seed_, step + t0, 0, False, fields, t0 > 0)
         return (S > 0).astype(np.float64)
 
     def _observed_mask(self) -> np.ndarray:

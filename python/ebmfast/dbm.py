@@ -27,6 +27,7 @@ import numpy as np
 from . import _checkpoint, _core
 from ._backend import (check_bool, check_float, check_int, check_memory, check_seed,
                        check_steps, check_units, resolve_device)
+from ._interrupt import deferred_interrupt
 from .reference import STREAM_INIT, STREAM_LAYER, STREAM_SHUFFLE
 
 __all__ = ["DBM", "MeanFieldResult"]
@@ -444,11 +445,12 @@ class DBM:
             raise FloatingPointError(
                 f"a non-finite parameter after update {self.updates_ + 1} (learning rate {lr:.3g}); "
                 "lower learning_rate or raise weight_decay")
-        self.W_, self.biases_ = new_W, new_b
-        self._velocity = (new_vW, new_vb)
-        self._chains = chains
-        self.updates_ += 1
-        self._refresh_transposes()
+        with deferred_interrupt():  # a Ctrl-C here would leave W_ and its transposes apart
+            self.W_, self.biases_ = new_W, new_b
+            self._velocity = (new_vW, new_vb)
+            self._chains = chains
+            self.updates_ += 1
+            self._refresh_transposes()
         # mean-field reconstruction p(v | q_1) of the batch
         _, r, _ = self._kernel([(mf.q[0], self._WT[0], False)], self.biases_[0], want_prob=True)
         return float(((r - V) ** 2).sum(axis=1).mean())
@@ -718,8 +720,10 @@ class DBM:
                 xb = False
         biases = [vbias[0]] + [(hbias[l - 1] + vbias[l]) * self._xp.float32(0.5)
                                for l in range(1, L)] + [hbias[L - 1]]
-        self.W_ = [self._xp.ascontiguousarray(W, dtype=self._xp.float32) for W in Ws]
-        self.biases_ = [self._xp.ascontiguousarray(b, dtype=self._xp.float32) for b in biases]
-        self._velocity = None
-        self.pretrained_ = True
-        self._refresh_transposes()
+        Ws = [self._xp.ascontiguousarray(W, dtype=self._xp.float32) for W in Ws]
+        biases = [self._xp.ascontiguousarray(b, dtype=self._xp.float32) for b in biases]
+        with deferred_interrupt():  # a Ctrl-C here would leave W_ and its transposes apart
+            self.W_, self.biases_ = Ws, biases
+            self._velocity = None
+            self.pretrained_ = True
+            self._refresh_transposes()

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _core
 from ._backend import check_bool, check_float, check_int, check_memory, check_seed
+from ._interrupt import chunk_size
 from .ising import _check_spins, sample_ising
 
 __all__ = ["Hopfield", "RecallResult", "HopfieldSample"]
@@ -390,8 +391,7 @@ class Hopfield:
                 S, sweeps, conv = _ising_cuda.hopfield_recall(self._W, self._b, S, max_sweeps,
                                                               order == "random", seed, step)
             else:
-                sweeps, conv = _core.hopfield_recall(self._W, self._b, S, max_sweeps,
-                                                     order == "random", seed, step)
+                sweeps, conv = self._recall_cpu(S, max_sweeps, order == "random", seed, step)
             cycled = np.zeros(m, bool)
             conv = conv.astype(bool)
         else:
@@ -399,6 +399,24 @@ class Hopfield:
                 raise ValueError("order applies to mode='async' only (sync updates every unit at once)")
             S, sweeps, conv, cycled = self._recall_sync(S, max_sweeps)
         return RecallResult(S, sweeps, conv, cycled, self._W, self._b)
+
+    def _recall_cpu(self, S, max_sweeps, random_order, seed, step):
+        """The async recall kernel over blocks of cues (multiples of its 16-lane block, about
+        _interrupt.CHUNK_WORK operations each: the first fields' GEMM and a few sweeps'
+        flips, ~4 n^2 per cue): Ctrl-C is honoured between blocks. Each cue is recalled by
+        itself and draws Philox chain c whatever the block, so the cut changes nothing
+        (tests/test_interrupt.py checks it)."""
+        m, n = S.shape
+        block = chunk_size(4.0 * n * n, m, multiple=16)
+        if block >= m:
+            return _core.hopfield_recall(self._W, self._b, S, max_sweeps, random_order, seed, step)
+        sweeps = np.empty(m, np.int32)
+        conv = np.empty(m, np.uint8)
+        for c0 in range(0, m, block):
+            part = S[c0:c0 + block]  # contiguous rows: the kernel writes them in place
+            sweeps[c0:c0 + block], conv[c0:c0 + block] = _core.hopfield_recall(
+                self._W, self._b, part, max_sweeps, random_order, seed, step, c0)
+        return sweeps, conv
 
     def _recall_sync(self, S, max_sweeps):
         W = self._W.astype(np.float64)

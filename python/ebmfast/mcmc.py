@@ -161,8 +161,28 @@ def _checked_callable(energy, grad, d: int, need_grad: bool):
 
 
 def _chunk_steps(n: int, d: int, cost: int, thin: int) -> int:
+    """Steps per chunk: about _CHUNK_WORK element-steps, a multiple of thin when that is
+    not longer (a large thin must not make a chunk long: see _segments)."""
     c = max(1, _CHUNK_WORK // max(1, n * (d + 4) * cost))
-    return max(thin, c // thin * thin)
+    return c if c < thin else c // thin * thin
+
+
+def _segments(done: int, m: int, thin: int) -> list[tuple[int, int | None, int]]:
+    """Sampling steps [done, done + m) as kernel calls that record the state after every
+    thin-th step counted from the first sampling step: (steps, the call's thin or None when
+    it records nothing, index of its first kept sample)."""
+    out = []
+    pre = (-done) % thin  # steps to the end of a thinning block begun by an earlier chunk
+    if pre > m:
+        return [(m, None, 0)]
+    if pre:
+        out.append((pre, pre, (done + pre) // thin - 1))
+    full = (m - pre) // thin * thin
+    if full:
+        out.append((full, thin, (done + pre) // thin))
+    if m - pre - full:
+        out.append((m - pre - full, None, 0))
+    return out
 
 
 def _run(sampler: str, energy, x0, n_steps, step_size, *, seed, device, grad, burn_in,
@@ -293,23 +313,17 @@ def _run_builtin_cpu(sampler, energy, x0, eps, n_steps, seed, burn_in, do_adapt,
     t0 = time.perf_counter()
     while done < n_steps:
         m = min(chunk, n_steps - done)
-        k0 = done // thin
-        rec = m // thin if m % thin == 0 else None
-        if rec is not None:
-            _core.mcmc_run_chunk(energy.kind, params, sid, x, eps, n_accept, m, seed, step,
-                                 chain_offset, False, 0, tgt, samples[k0:k0 + rec],
-                                 energies[k0:k0 + rec], thin)
-        else:  # the last, partial chunk: its steps after the last kept sample are not kept
-            full = m // thin * thin
-            if full:
-                _core.mcmc_run_chunk(energy.kind, params, sid, x, eps, n_accept, full, seed,
-                                     step, chain_offset, False, 0, tgt,
-                                     samples[k0:k0 + full // thin],
-                                     energies[k0:k0 + full // thin], thin)
-            _core.mcmc_run_chunk(energy.kind, params, sid, x, eps, n_accept, m - full, seed,
-                                 step + full, chain_offset, False, 0, tgt, None, None, 1)
+        for steps, t, k0 in _segments(done, m, thin):
+            if t is None:  # steps after the last kept sample of the chunk
+                _core.mcmc_run_chunk(energy.kind, params, sid, x, eps, n_accept, steps, seed,
+                                     step, chain_offset, False, 0, tgt, None, None, 1)
+            else:
+                rec = steps // t
+                _core.mcmc_run_chunk(energy.kind, params, sid, x, eps, n_accept, steps, seed,
+                                     step, chain_offset, False, 0, tgt, samples[k0:k0 + rec],
+                                     energies[k0:k0 + rec], t)
+            step += steps
         done += m
-        step += m
         if bar is not None:
             bar.update(m)
             el = time.perf_counter() - t0
@@ -361,15 +375,17 @@ def _run_callable(sampler, energy_grad, x0, eps, n_steps, seed, burn_in, do_adap
     done = 0
     t0 = time.perf_counter()
     while done < n_steps:
-        m = min(chunk, n_steps - done)  # chunk is a multiple of thin; only the last is not
-        r = R.mcmc_chains(sampler, energy_grad, x, eps, m, seed, thin=thin, step_offset=step,
-                          **kw)
-        parts.append(r.samples)
-        eparts.append(r.energies)
-        n_accept += r.n_accept
-        x = r.x
+        m = min(chunk, n_steps - done)
+        for steps, t, _ in _segments(done, m, thin):
+            # thin > steps: a call that keeps nothing
+            r = R.mcmc_chains(sampler, energy_grad, x, eps, steps, seed,
+                              thin=steps + 1 if t is None else t, step_offset=step, **kw)
+            parts.append(r.samples)
+            eparts.append(r.energies)
+            n_accept += r.n_accept
+            x = r.x
+            step += steps
         done += m
-        step += m
         if bar is not None:
             bar.update(m)
     t_sample = time.perf_counter() - t0

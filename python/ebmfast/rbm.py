@@ -16,12 +16,15 @@ import numpy as np
 from . import _checkpoint, _core
 from ._backend import (check_float, check_int, check_memory, check_seed, check_steps,
                        check_units, resolve_device)
+from ._interrupt import chunk_size, deferred_interrupt
 from .reference import STREAM_INIT, STREAM_SHUFFLE
 
 _METHODS = ("cd", "pcd")
 _MAX_UNITS = 2**28  # 32-bit table and list offsets inside the kernels
-# Gibbs steps per kernel call in long loops: Ctrl-C is honoured between calls.
-_CHUNK_STEPS = 64
+# gibbs_chains (csrc/cpu/rbm_layer.cpp) builds its subset tables itself once a call has
+# this many rows x steps; a chunked call decides once for all its chunks (_call_tables).
+_PREBUILD_ROW_STEPS = 512
+_TABLE_CACHE_MAX_BYTES = 2**28  # the two cached subset tables (8x the size of W) at most
 
 
 class RBM:
@@ -279,25 +282,29 @@ class RBM:
         chain_copy = None if (in_place or not pcd) else chain.copy()
         if not in_place and (self._spare is None or self._spare[0].shape != self._W.shape):
             self._spare = tuple(np.empty_like(a) for a in self._params())
-        _, recon, finite, max_param, max_velocity = _core.cd_update(
-            *self._params(), V, binary, chain, self.k, self.learning_rate, self.momentum,
-            self.weight_decay, self.seed_, self.step, False, want_recon,
-            None if in_place else self._spare)
-        if not finite:
-            if pcd and chain_copy is not None:
-                self._chains[...] = chain_copy
-                if chains_before is None:   # created by this call: undo that too
-                    self._chains, self.step = None, step_before
-            raise FloatingPointError(
-                "the update produced non-finite parameters and was discarded; lower "
-                f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
-        if not in_place:
-            current = self._params()
-            (self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc) = self._spare
-            self._spare = current
-        self._max_param, self._max_velocity = float(max_param), float(max_velocity)
-        self._w_version += 1
-        self.step += self.k
+        # A Ctrl-C during the kernel would surface as soon as it returns, between an
+        # in-place write and the bookkeeping below (step, table version, bounds): hold it
+        # until the update is complete.
+        with deferred_interrupt():
+            _, recon, finite, max_param, max_velocity = _core.cd_update(
+                *self._params(), V, binary, chain, self.k, self.learning_rate, self.momentum,
+                self.weight_decay, self.seed_, self.step, False, want_recon,
+                None if in_place else self._spare)
+            if not finite:
+                if pcd and chain_copy is not None:
+                    self._chains[...] = chain_copy
+                    if chains_before is None:   # created by this call: undo that too
+                        self._chains, self.step = None, step_before
+                raise FloatingPointError(
+                    "the update produced non-finite parameters and was discarded; lower "
+                    f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
+            if not in_place:
+                current = self._params()
+                (self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc) = self._spare
+                self._spare = current
+            self._max_param, self._max_velocity = float(max_param), float(max_velocity)
+            self._w_version += 1
+            self.step += self.k
         return recon
 
     def fit(self, X, y=None, *, monitor: str | None = None, checkpoint=None,
@@ -415,21 +422,41 @@ class RBM:
         for them; never for models whose tables (8x the size of W) would exceed 256 MB."""
         if self._tables is not None and self._tables[0] == self._w_version:
             return self._tables[1:]
-        if row_steps < 256 or 32 * self.n_visible * self.n_hidden > 2**28:
+        if row_steps < 256 or 32 * self.n_visible * self.n_hidden > _TABLE_CACHE_MAX_BYTES:
             return None
         self._tables = (self._w_version, _core.subset_table(self._W), _core.subset_table(self._WT))
         return self._tables[1:]
 
-    def _gibbs_inplace(self, V: np.ndarray, n_steps: int, beta: float) -> None:
+    def _call_tables(self, row_steps: int) -> tuple | None:
+        """Tables for a whole sampling call of ``row_steps`` rows x steps, decided once, so
+        that cutting the call into chunks cannot change which kernel path (and so which
+        float rounding) a step takes: the cached ones, else - when one kernel call of that
+        size would build them itself - tables built for this call only."""
+        tables = self._gibbs_tables(row_steps)
+        if tables is None and row_steps >= _PREBUILD_ROW_STEPS:
+            tables = (_core.subset_table(self._W), _core.subset_table(self._WT))
+        return tables
+
+    def _gibbs_inplace(self, V: np.ndarray, n_steps: int, beta: float, V_in=None,
+                       tables=None) -> None:
+        """n_steps Gibbs steps of V in place (from V_in into V when given), in kernel calls
+        of about _interrupt.CHUNK_WORK operations: Ctrl-C is honoured between calls, and
+        the Philox step of every Gibbs step is the same however the run is cut."""
         b, c = self._b, self._c
         if beta != 1.0:  # p ∝ exp(-beta E): the kernel scales v.W, the biases come scaled
             b, c = (beta * b).astype(np.float32), (beta * c).astype(np.float32)
+        if self.step + n_steps >= 2**32:  # before the first chunk, not half-way
+            raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
+        if tables is None:
+            tables = self._call_tables(V.shape[0] * n_steps)
+        chunk = chunk_size(2.0 * V.shape[0] * self.n_visible * self.n_hidden, n_steps)
         done = 0
-        while done < n_steps:  # chunks: Ctrl-C is honoured between kernel calls
-            k = min(_CHUNK_STEPS, n_steps - done)
+        while done < n_steps:
+            k = min(chunk, n_steps - done)
             step = self._take_steps(k)
-            _core.gibbs(self._W, self._WT, b, c, V, None, k, beta, self.seed_, step, 0,
-                        self._gibbs_tables(V.shape[0] * k))
+            _core.gibbs(self._W, self._WT, b, c, V if V_in is None else V_in,
+                        None if V_in is None else V, k, beta, self.seed_, step, 0, tables)
+            V_in = None
             done += k
 
     def gibbs(self, V, k: int = 1) -> np.ndarray:
@@ -438,12 +465,8 @@ class RBM:
         k = check_int(k, "k", minimum=1)
         check_steps(self.step, k, "k")
         V, _ = check_units(V, "V", self.n_visible, binary=True)
-        out = np.empty_like(V)  # first step reads V, writes out: the caller's V is untouched
-        step = self._take_steps(1)
-        _core.gibbs(self._W, self._WT, self._b, self._c, V, out, 1, 1.0, self.seed_, step, 0,
-                    self._gibbs_tables(V.shape[0] * k))
-        if k > 1:
-            self._gibbs_inplace(out, k - 1, 1.0)
+        out = np.empty_like(V)  # the first chunk reads V, writes out: the caller's V is untouched
+        self._gibbs_inplace(out, k, 1.0, V_in=V)
         return out
 
     def _check_beta(self, beta: float) -> None:
