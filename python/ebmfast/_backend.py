@@ -144,3 +144,8 @@ def check_steps(first: int, n: int, name: str, owner: str = "the model") -> None
     if first + n >= 2**32:
         raise OverflowError(f"{name}: {n} more Philox steps would exhaust {owner}'s step "
                             f"counter ({first} of 2**32 used)")
+
+
+#: Largest finite float32: parameters and states that the compiled kernels hold in float32
+#: must stay below it (a cast beyond it turns them into inf silently).
+F32_MAX = float(np.finfo(np.float32).max)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core, _interrupt
-from ._backend import check_float, check_int, check_seed, resolve_device
+from ._backend import F32_MAX, check_float, check_int, check_memory, check_seed, resolve_device
 from .reference import STREAM_INIT
 
 __all__ = ["sample_ising", "IsingResult", "IsingLattice2D", "LatticeResult", "default_beta_range",
@@ -34,6 +34,10 @@ _CHUNK_WORK = _interrupt.CHUNK_WORK
 # checkerboard spin updates per second on 2 cores against 2e9..1.5e10 coupling reads).
 _LATTICE_WORK_PER_SPIN = 40.0
 _MAX_SPINS = 2**31 - 1
+# Largest |local field| (|h_i| + sum_j |J_ij|, or 4|J| + |h| on the lattice) whose float32
+# accumulation and energy change 2 s_i field cannot overflow: an inf field would make the
+# acceptance test compare against NaN (inf - inf) and silently freeze or flip spins.
+_FIELD_MAX = F32_MAX / 4
 
 
 # --------------------------------------------------------------------------- problem
@@ -65,7 +69,9 @@ class _Couplings:
         return out
 
 
-def _as_float_array(x, name: str, ndim: int) -> np.ndarray:
+def _as_float_array(x, name: str, ndim: int, *, fits_f32: bool = False) -> np.ndarray:
+    """float64 copy of a finite real array of ``ndim`` dimensions; ``fits_f32``: also within
+    float32 range (the kernels hold it in float32)."""
     if hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith("cupy"):
         raise TypeError(f"{name} is a GPU array; pass it on the host (the model data is small)")
     try:
@@ -80,7 +86,29 @@ def _as_float_array(x, name: str, ndim: int) -> np.ndarray:
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite (found NaN or inf)")
+    if fits_f32 and arr.size and float(np.abs(arr).max()) > F32_MAX:
+        raise ValueError(f"{name} has values up to {float(np.abs(arr).max()):.3g}, beyond "
+                         "float32 (the kernels run in float32)")
     return arr
+
+
+def _check_field_range(c: "_Couplings", rows_abs: np.ndarray | None = None) -> None:
+    """ValueError when some local field |h_i| + sum_j |J_ij| could overflow float32."""
+    h_max = float(np.abs(c.exact[0]).max())
+    if c.dense is not None:
+        J = c.exact[1]
+        j_max = max(float(J.max()), -float(J.min())) if J.size else 0.0
+        if j_max * (c.n - 1) + h_max <= _FIELD_MAX:  # cheap sufficient bound, no temporaries
+            return
+        worst = float(np.max(np.abs(c.exact[0]) + np.abs(J).sum(axis=1)))
+    else:
+        rows = np.repeat(np.arange(c.n), np.diff(c.indptr))
+        worst = float(np.max(np.abs(c.exact[0])
+                             + np.bincount(rows, weights=np.abs(c.exact[1]), minlength=c.n)))
+    if worst > _FIELD_MAX:
+        raise ValueError(f"h and J are too large: a local field |h_i| + sum_j |J_ij| reaches "
+                         f"{worst:.3g}, beyond {_FIELD_MAX:.3g} (float32 overflow); rescale "
+                         "h and J (and beta_range) by a common factor")
 
 
 def _csr_from_pairs(n: int, i: np.ndarray, j: np.ndarray, v: np.ndarray) -> tuple:
@@ -113,7 +141,13 @@ def _symmetric_from_square(M: np.ndarray, name: str) -> np.ndarray:
 
 
 def _couplings(h, J) -> _Couplings:
-    h64 = _as_float_array(h, "h", 1)
+    c = _couplings_unchecked(h, J)
+    _check_field_range(c)
+    return c
+
+
+def _couplings_unchecked(h, J) -> _Couplings:
+    h64 = _as_float_array(h, "h", 1, fits_f32=True)
     n = h64.size
     if n == 0:
         raise ValueError("h must have at least one spin")
@@ -134,7 +168,7 @@ def _couplings(h, J) -> _Couplings:
             if keys is None or keys.ndim != 2 or keys.shape[1] != 2 or not np.issubdtype(keys.dtype, np.integer):
                 raise TypeError("J as a dict must map integer pairs (i, j) to couplings")
             ii, jj = keys[:, 0].astype(np.int64), keys[:, 1].astype(np.int64)
-            vv = _as_float_array(list(J.values()), "J values", 1)
+            vv = _as_float_array(list(J.values()), "J values", 1, fits_f32=True)
             if ii.min() < 0 or jj.min() < 0 or ii.max() >= n or jj.max() >= n:
                 raise ValueError(f"J keys must index spins 0..{n - 1} (h has {n} entries)")
             if np.any(ii == jj):
@@ -146,8 +180,11 @@ def _couplings(h, J) -> _Couplings:
     if hasattr(J, "tocoo") and hasattr(J, "shape"):  # scipy.sparse, without importing scipy
         if J.shape != (n, n):
             raise ValueError(f"J must have shape ({n}, {n}) to match h, got {J.shape}")
-        coo = J.tocoo()
-        v = _as_float_array(np.asarray(coo.data), "J", 1)
+        # A copy (tocoo() of a COO matrix is the matrix itself), with duplicate entries
+        # summed as scipy's own arithmetic does, before the symmetry test looks at pairs.
+        coo = J.tocoo(copy=True)
+        coo.sum_duplicates()
+        v = _as_float_array(np.asarray(coo.data), "J", 1, fits_f32=True)
         r, c = np.asarray(coo.row, np.int64), np.asarray(coo.col, np.int64)
         nz = v != 0
         r, c, v = r[nz], c[nz], v[nz]
@@ -164,7 +201,7 @@ def _couplings(h, J) -> _Couplings:
         out.data = data.astype(np.float32)
         out.exact = (h64, data)
         return out
-    M = _as_float_array(J, "J", 2)
+    M = _as_float_array(J, "J", 2, fits_f32=True)
     if M.shape != (n, n):
         raise ValueError(f"J must have shape ({n}, {n}) to match h, got {M.shape}")
     Jsym = _symmetric_from_square(M, "J")
@@ -211,7 +248,7 @@ def beta_schedule(beta_range, num_sweeps: int, kind: str = "geometric") -> np.nd
 
 def _betas(h, J, num_sweeps, beta_range, schedule) -> np.ndarray:
     if not isinstance(schedule, str):
-        betas = _as_float_array(schedule, "beta_schedule", 1)
+        betas = _as_float_array(schedule, "beta_schedule", 1, fits_f32=True)
         if num_sweeps is not None and betas.size != num_sweeps:
             raise ValueError(f"beta_schedule has {betas.size} entries but num_sweeps={num_sweeps}")
         if beta_range is not None:
@@ -220,7 +257,8 @@ def _betas(h, J, num_sweeps, beta_range, schedule) -> np.ndarray:
         if schedule not in ("geometric", "linear"):
             raise ValueError(f"beta_schedule must be 'geometric', 'linear' or an array, got {schedule!r}")
         num_sweeps = 1000 if num_sweeps is None else check_int(num_sweeps, "num_sweeps", minimum=0)
-        if beta_range is None:
+        default = beta_range is None
+        if default:
             beta_range = default_beta_range(h, J)
         elif isinstance(beta_range, numbers.Real) and not isinstance(beta_range, bool):
             beta_range = (beta_range, beta_range)  # a fixed temperature
@@ -230,11 +268,14 @@ def _betas(h, J, num_sweeps, beta_range, schedule) -> np.ndarray:
             raise ValueError(f"beta_range must be a number or a pair (start, end), got {beta_range!r}") from None
         b0 = check_float(b0, "beta_range[0]", minimum=0.0, open_min=True)
         b1 = check_float(b1, "beta_range[1]", minimum=0.0, open_min=True)
+        if max(b0, b1) > F32_MAX:
+            if default:
+                raise ValueError(f"the default beta_range {(b0, b1)} derived from h and J exceeds "
+                                 "float32 (the smallest nonzero |h|, |J| is tiny): give beta_range")
+            raise ValueError(f"beta_range {(b0, b1)} exceeds float32 (max {F32_MAX:.3g})")
         betas = beta_schedule((b0, b1), num_sweeps, schedule)
     if np.any(betas <= 0):
         raise ValueError("every beta of the schedule must be > 0")
-    if np.any(betas > 3e38):
-        raise ValueError("beta_schedule values must fit in float32")
     return betas
 
 
@@ -250,12 +291,20 @@ def random_spins(seed: int, chains: int, n: int, chain_offset: int = 0) -> np.nd
     return s
 
 
+def _check_bool(value, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+
+
 def _check_spins(S, name: str, shape: tuple) -> np.ndarray:
     if hasattr(S, "__cuda_array_interface__") or type(S).__module__.startswith("cupy"):
         raise TypeError(f"{name} is a GPU array; pass host (NumPy) spins - results are host arrays on every device")
-    arr = np.asarray(S)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must hold +-1 spins, got dtype {arr.dtype}")
+    try:
+        arr = np.asarray(S)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of +-1 spins: {exc}") from None
+    if arr.dtype.kind not in "biuf":  # object, strings, complex ...
+        raise TypeError(f"{name} must hold +-1 spins (a real or integer dtype), got dtype {arr.dtype}")
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     if arr.size and not np.all((arr == 1) | (arr == -1)):
@@ -336,16 +385,25 @@ def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, b
     num_reads = check_int(num_reads, "num_reads", minimum=1, maximum=2**31 - 1)
     if num_sweeps is not None:
         num_sweeps = check_int(num_sweeps, "num_sweeps", minimum=0)
-    if proposal not in ("metropolis", "gibbs"):
+    if not isinstance(proposal, str) or proposal not in ("metropolis", "gibbs"):
         raise ValueError(f"proposal must be 'metropolis' or 'gibbs', got {proposal!r}")
-    if order not in ("sequential", "random"):
+    if not isinstance(order, str) or order not in ("sequential", "random"):
         raise ValueError(f"order must be 'sequential' or 'random', got {order!r}")
+    _check_bool(trace, "trace")
+    _check_bool(progress, "progress")
     seed = check_seed(seed)
     step_offset = check_int(step_offset, "step_offset", minimum=0, maximum=2**32 - 1)
+    if num_sweeps is not None and step_offset + num_sweeps > 2**32 - 1:
+        raise ValueError(f"step_offset + num_sweeps must stay below 2**32, got num_sweeps="
+                         f"{num_sweeps}, step_offset={step_offset}")
     c = _couplings(h, J)
     n = c.n
     if num_reads * n > _MAX_SPINS:
         raise ValueError(f"num_reads * n = {num_reads * n} spins exceeds the limit of {_MAX_SPINS}")
+    if num_sweeps is not None:  # the schedule (float64 + float32) and the optional trace
+        check_memory(num_sweeps * (12.0 + (8.0 * num_reads if trace else 0.0)),
+                    f"num_sweeps={num_sweeps}" + (f" with trace=True and num_reads={num_reads}"
+                                                  if trace else ""))
     betas = _betas(h, J, num_sweeps, beta_range, beta_schedule)
     num_sweeps = betas.size
     if step_offset + num_sweeps > 2**32 - 1:
@@ -449,6 +507,9 @@ class IsingLattice2D:
             raise ValueError(f"L must be even for checkerboard updates on a periodic lattice, got {L}")
         self.J = check_float(J, "J")
         self.h = check_float(h, "h")
+        if 4.0 * abs(self.J) + abs(self.h) > _FIELD_MAX:
+            raise ValueError(f"J={self.J:.3g} and h={self.h:.3g} are too large: the local field "
+                             f"4|J| + |h| must stay below {_FIELD_MAX:.3g} (float32 kernels)")
         self.states_: np.ndarray | None = None
         self.next_step_ = 0
 
@@ -457,8 +518,14 @@ class IsingLattice2D:
 
     def energy(self, states) -> np.ndarray:
         """Energy per spin of each state (n_chains, L, L), float64."""
-        S = _check_spins(states, "states", np.shape(states)[:1] + (self.L, self.L)
-                         if np.ndim(states) == 3 else (-1, self.L, self.L))
+        try:
+            shape = np.shape(states)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"states must be an array of +-1 spins: {exc}") from None
+        want = (shape[0] if len(shape) == 3 else "n_chains", self.L, self.L)
+        if len(shape) != 3 or shape[1:] != (self.L, self.L):
+            raise ValueError(f"states must have shape {want}, got {shape}")
+        S = _check_spins(states, "states", shape)
         from .reference import lattice_energy
         return lattice_energy(S, self.J, self.h) / (self.L * self.L)
 
@@ -478,16 +545,26 @@ class IsingLattice2D:
         L = self.L
         if n_chains * L * L > _MAX_SPINS:
             raise ValueError(f"n_chains * L * L = {n_chains * L * L} spins exceeds {_MAX_SPINS}")
-        if proposal not in ("metropolis", "gibbs"):
+        if not isinstance(proposal, str) or proposal not in ("metropolis", "gibbs"):
             raise ValueError(f"proposal must be 'metropolis' or 'gibbs', got {proposal!r}")
+        _check_bool(trace, "trace")
+        _check_bool(progress, "progress")
         seed = check_seed(seed)
         step_offset = check_int(step_offset, "step_offset", minimum=0)
         if step_offset + 2 * n_sweeps > 2**32 - 1:
             raise ValueError("step_offset + 2 * n_sweeps must stay below 2**32")
-        if isinstance(beta, numbers.Real) and not isinstance(beta, bool):
-            betas = np.full(n_sweeps, check_float(beta, "beta", minimum=0.0, open_min=True))
+        # the schedule (float64 + float32) and, with trace, energy and magnetization
+        check_memory(n_sweeps * (12.0 + (16.0 * n_chains if trace else 0.0)),
+                    f"n_sweeps={n_sweeps}" + (f" with trace=True and n_chains={n_chains}"
+                                              if trace else ""))
+        if isinstance(beta, (bool, np.bool_)):
+            raise TypeError(f"beta must be a positive number or an array of n_sweeps numbers, "
+                            f"got {beta!r}")
+        if isinstance(beta, numbers.Real):
+            betas = np.full(n_sweeps, check_float(beta, "beta", minimum=0.0, open_min=True,
+                                                  maximum=F32_MAX))
         else:
-            betas = _as_float_array(beta, "beta", 1)
+            betas = _as_float_array(beta, "beta", 1, fits_f32=True)
             if betas.size != n_sweeps:
                 raise ValueError(f"beta has {betas.size} entries but n_sweeps={n_sweeps}")
             if np.any(betas <= 0):
