@@ -20,17 +20,39 @@ __all__ = ["Energy", "Gaussian", "GaussianMixture", "DoubleWell", "Rosenbrock",
 _GAUSS_DIAG, _GAUSS_FULL, _MIXTURE, _DOUBLE_WELL, _ROSENBROCK, _RBM_FREE = range(6)
 
 
-def _f64(value, name: str, ndim: tuple[int, ...]) -> np.ndarray:
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _real(value, name: str) -> np.ndarray:
+    """np.asarray(value) when it holds real numbers (integers or floats); TypeError naming
+    ``name`` for bool, complex, strings, objects and ragged lists (np.asarray(..., float64)
+    would parse strings and drop imaginary parts silently)."""
     try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        a = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be a real array: {exc}") from None
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}"
+                        + (f" ({value!r:.40})" if a.ndim == 0 else ""))
+    return a
+
+
+def _f64(value, name: str, ndim: tuple[int, ...]) -> np.ndarray:
+    a = _real(value, name).astype(np.float64)
     if a.ndim not in ndim:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimension(s), "
                          f"got shape {a.shape}")
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return a
+
+
+def _fits_f32(a, name: str) -> None:
+    """The kernels hold every parameter in float32: values beyond it would become inf."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size and not (np.abs(a).max() <= _F32_MAX):
+        raise ValueError(f"{name} has values up to {float(np.abs(a).max()):.3g}, beyond float32 "
+                         "(the chain kernels run in float32)")
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
@@ -44,16 +66,43 @@ class Energy:
     dim: int | None = None
     min_dim: int = 1
 
+    def __new__(cls, *args, **kwargs):
+        if cls is Energy:
+            raise TypeError("Energy is the abstract base of the built-in energies; use "
+                            "Gaussian, GaussianMixture, DoubleWell, Rosenbrock or RBMFreeEnergy "
+                            "(or pass a Python callable to the samplers)")
+        return super().__new__(cls)
+
+    def _points(self, X, name: str = "X") -> np.ndarray:
+        """X as a finite real (n, d) array of this energy's dimension (a (d,) vector is one
+        point); float32/float64 kept, other real dtypes become float64."""
+        a = _real(X, name)
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.ndim != 2:
+            raise ValueError(f"{name} must have shape (n, d) or (d,), got {a.shape}")
+        if a.dtype not in (np.float32, np.float64):
+            a = a.astype(np.float64)
+        self.check_dim(a.shape[1], name)
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return a
+
     def params(self, d: int) -> dict:
         """Kernel parameters for dimension d: float32 arrays and floats."""
         raise NotImplementedError
 
     def energy_grad(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """(E (n,), grad E (n, d)) in float64 (the spec, ``ebmfast.reference``)."""
+        """(E (n,), grad E (n, d)) in float64 (the spec, ``ebmfast.reference``) of the points
+        X (n, d) (or one point (d,)); ValueError/TypeError naming X for a wrong shape, dtype
+        or a NaN/inf coordinate."""
+        return self._energy_grad(self._points(X))
+
+    def _energy_grad(self, X):
         raise NotImplementedError
 
     def __call__(self, X) -> np.ndarray:
-        return self.energy_grad(np.atleast_2d(np.asarray(X, np.float64)))[0]
+        return self._energy_grad(self._points(X).astype(np.float64))[0]
 
     def check_dim(self, d: int, name: str = "x0") -> None:
         if self.dim is not None and d != self.dim:
@@ -66,9 +115,10 @@ class Energy:
     def kernel_energy(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(E, grad) in float32 from the compiled CPU kernel's own energy code."""
         from . import _core
-        X = _f32(np.atleast_2d(X))
-        self.check_dim(X.shape[1], "X")
-        return _core.mcmc_energy(self.kind, self.params(X.shape[1]), X)
+        X = self._points(X)
+        if X.size and float(np.abs(X).max()) > _F32_MAX:
+            raise ValueError("X has values beyond float32 (the kernel runs in float32)")
+        return _core.mcmc_energy(self.kind, self.params(X.shape[1]), _f32(X))
 
 
 class Gaussian(Energy):
@@ -85,6 +135,9 @@ class Gaussian(Energy):
     def __init__(self, mean, cov=None, *, precision=None):
         self.mean = _f64(mean, "mean", (1,))
         d = self.mean.shape[0]
+        if d == 0:
+            raise ValueError("mean must have at least one entry (the dimension d >= 1)")
+        _fits_f32(self.mean, "mean")
         self.dim = d
         if cov is not None and precision is not None:
             raise ValueError("give cov or precision, not both")
@@ -113,11 +166,14 @@ class Gaussian(Energy):
             other = 0.5 * (other + other.T)
             self.precision, self.cov = (other, a) if which == "cov" else (a, other)
             self.kind = _GAUSS_FULL
+        if not np.isfinite(self.precision).all():
+            raise ValueError(f"{which} is too close to singular: its precision is not finite")
+        _fits_f32(self.precision, f"the precision (from {which})")
 
     def params(self, d: int) -> dict:
         return {"mean": _f32(self.mean), "precision": _f32(self.precision)}
 
-    def energy_grad(self, X):
+    def _energy_grad(self, X):
         return R.energy_gaussian(X, self.mean, self.precision)
 
 
@@ -135,6 +191,7 @@ class GaussianMixture(Energy):
         w = _f64(weights, "weights", (1,))
         if w.size == 0 or (w <= 0).any():
             raise ValueError("weights must be a non-empty vector of positive numbers")
+        w = w / w.max()  # first, so that the sum of huge weights cannot overflow
         self.weights = w / w.sum()
         K = w.size
         mu = _f64(means, "means", (1, 2))
@@ -142,8 +199,11 @@ class GaussianMixture(Energy):
             mu = mu[:, None]
         if mu.shape[0] != K:
             raise ValueError(f"means must have {K} rows (one per weight), got shape {mu.shape}")
-        self.means = mu
         d = mu.shape[1]
+        if d == 0:
+            raise ValueError("means must have at least one column (the dimension d >= 1)")
+        _fits_f32(mu, "means")
+        self.means = mu
         self.dim = d
         s = _f64(sigmas, "sigmas", (0, 1, 2))
         if s.ndim == 0:
@@ -156,6 +216,9 @@ class GaussianMixture(Energy):
             raise ValueError(f"sigmas must be a scalar, ({K},) or ({K}, {d}), got {s.shape}")
         if (s <= 0).any():
             raise ValueError("sigmas must be positive")
+        with np.errstate(over="ignore", divide="ignore"):
+            _fits_f32(1.0 / s**2, "1 / sigmas**2")
+        _fits_f32(s, "sigmas")
         self.sigmas = s
         self.kind = _MIXTURE
 
@@ -165,7 +228,7 @@ class GaussianMixture(Energy):
         return {"log_coef": _f32(log_coef), "means": _f32(self.means),
                 "inv_var": _f32(1.0 / self.sigmas**2)}
 
-    def energy_grad(self, X):
+    def _energy_grad(self, X):
         return R.energy_mixture(X, self.weights, self.means, self.sigmas)
 
     @property
@@ -189,12 +252,13 @@ class DoubleWell(Energy):
         self.a = float(_f64(a, "a", (0,)))
         if self.a <= 0:
             raise ValueError("a must be > 0")
+        _fits_f32(self.a, "a")
         self.kind = _DOUBLE_WELL
 
     def params(self, d: int) -> dict:
         return {"a": self.a}
 
-    def energy_grad(self, X):
+    def _energy_grad(self, X):
         return R.energy_double_well(X, self.a)
 
 
@@ -213,12 +277,15 @@ class Rosenbrock(Energy):
         self.scale = float(_f64(scale, "scale", (0,)))
         if self.b <= 0 or self.scale <= 0:
             raise ValueError("b and scale must be > 0")
+        _fits_f32(self.a, "a")
+        _fits_f32(self.b, "b")
+        _fits_f32(1.0 / self.scale, "1 / scale")
         self.kind = _ROSENBROCK
 
     def params(self, d: int) -> dict:
         return {"a": self.a, "b": self.b, "inv_scale": 1.0 / self.scale}
 
-    def energy_grad(self, X):
+    def _energy_grad(self, X):
         return R.energy_rosenbrock(X, self.a, self.b, self.scale)
 
 
@@ -240,26 +307,36 @@ class RBMFreeEnergy(Energy):
 
     def __init__(self, rbm=None, *, W=None, b=None, c=None, confine: float = 0.0):
         if rbm is not None:
-            W, b, c = rbm.W, rbm.b, rbm.c
+            if W is not None or b is not None or c is not None:
+                raise ValueError("give an RBM or the arrays W, b, c, not both")
+            try:
+                W, b, c = rbm.W, rbm.b, rbm.c
+            except AttributeError:
+                raise TypeError(f"rbm must be an ebmfast.RBM (or have W, b, c), got "
+                                f"{type(rbm).__name__}") from None
         if W is None or b is None or c is None:
             raise ValueError("give an RBM or all of W, b, c")
-        self.W = _f64(np.asarray(W), "W", (2,))
+        self.W = _f64(W, "W", (2,))
         n_v, n_h = self.W.shape
-        self.b = _f64(np.asarray(b), "b", (1,))
-        self.c = _f64(np.asarray(c), "c", (1,))
+        if n_v == 0:
+            raise ValueError(f"W must have at least one row (n_visible >= 1), got {self.W.shape}")
+        self.b = _f64(b, "b", (1,))
+        self.c = _f64(c, "c", (1,))
         if self.b.shape != (n_v,) or self.c.shape != (n_h,):
             raise ValueError(f"b must have shape ({n_v},) and c ({n_h},), got {self.b.shape}, "
                              f"{self.c.shape}")
         self.confine = float(_f64(confine, "confine", (0,)))
         if self.confine < 0:
             raise ValueError("confine must be >= 0")
+        for name in ("W", "b", "c", "confine"):
+            _fits_f32(getattr(self, name), name)
         self.dim = n_v
         self.kind = _RBM_FREE
 
     def params(self, d: int) -> dict:
         return {"W": _f32(self.W), "b": _f32(self.b), "c": _f32(self.c), "a": self.confine}
 
-    def energy_grad(self, X):
+    def _energy_grad(self, X):
         return R.energy_rbm_free(X, self.W, self.b, self.c, self.confine)
 
 
@@ -276,5 +353,8 @@ class CudaSource:
         if not isinstance(source, str) or "energy" not in source:
             raise TypeError("source must be a string of CUDA C defining "
                             "'__device__ float energy(const float* x, int d)'")
+        if dim is not None:
+            from ._backend import check_int
+            dim = check_int(dim, "dim", minimum=1)
         self.source = source
         self.dim = dim

@@ -114,16 +114,23 @@ def _check_step_size(step_size, n: int) -> np.ndarray:
     if _is_gpu_array(step_size):
         step_size = step_size.get()
     try:
-        s = np.asarray(step_size, dtype=np.float64)
-    except (TypeError, ValueError):
+        s = np.asarray(step_size)
+    except Exception:  # ragged lists and the like
+        s = np.asarray(None)
+    if s.dtype.kind not in "iuf":  # bool, complex, strings, objects
         raise TypeError(f"step_size must be a positive number or an array of shape ({n},), "
-                        f"got {type(step_size).__name__}") from None
+                        f"got {type(step_size).__name__} {step_size!r:.60}")
+    s = s.astype(np.float64)
     if s.ndim == 0:
         s = np.full(n, float(s))
     if s.shape != (n,):
         raise ValueError(f"step_size must be a scalar or shape ({n},), got shape {s.shape}")
     if not (np.isfinite(s).all() and (s > 0).all()):
         raise ValueError("step_size must be finite and > 0")
+    if float(s.max()) > _backend.F32_MAX or float(s.min()) < float(np.finfo(np.float32).tiny):
+        raise ValueError(f"step_size must lie in float32's normal range [{np.finfo(np.float32).tiny:.3g}, "
+                         f"{_backend.F32_MAX:.3g}] (the chains keep it in float32), got "
+                         f"[{s.min():.3g}, {s.max():.3g}]")
     return s.astype(np.float32)
 
 
@@ -139,7 +146,8 @@ def _checked_callable(energy, grad, d: int, need_grad: bool):
             raise ValueError(f"{name} must return real numbers, got dtype {a.dtype}")
         if a.shape != shape:
             raise ValueError(f"{name} must return shape {shape}, got {a.shape}")
-        return a.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # beyond x0's dtype becomes inf, reported below
+            return a.astype(dtype, copy=False)
 
     def energy_grad(X):
         n = X.shape[0]
@@ -151,7 +159,8 @@ def _checked_callable(energy, grad, d: int, need_grad: bool):
         if need_grad:
             g = check("grad", grad(X), (n, d), X.dtype)
             if not np.isfinite(g).all():
-                raise ValueError("grad returned NaN or infinite values")
+                raise ValueError(f"grad returned NaN or infinite values (or values beyond "
+                                 f"x0's dtype {X.dtype})")
         return e, g
 
     return energy_grad
@@ -243,6 +252,10 @@ def _run(sampler: str, energy, x0, n_steps, step_size, *, seed, device, grad, bu
         if big > float(np.finfo(np.float32).max):
             raise ValueError(f"x0 has values up to {big:.3g}, beyond float32: the compiled "
                              "chains run in float32")
+    n_kept = n_steps // thin
+    item = 4 if mode != "callable" else x0.dtype.itemsize
+    _backend.check_alloc(float(n_kept) * n * (d * item + 8),
+                         f"keeping n_steps // thin = {n_kept} samples of {n} chains x {d}")
     target = R.MCMC_TARGET_ACCEPT[sampler]
     do_adapt = bool(adapt) and target is not None and burn_in > 0
     t_start = time.perf_counter()
