@@ -50,8 +50,12 @@ from .hopfield import Hopfield  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
-    """Threads of the CPU kernels and of the BLAS they call (default: all cores)."""
-    _core.set_num_threads(int(n))
+    """Threads of the CPU kernels and of the BLAS they call (default: all cores).
+
+    ``n``: an integer in [1, 1024] (TypeError for anything else, bools and floats included;
+    ValueError outside the range: OpenMP would try to start that many threads)."""
+    from ._backend import check_int
+    _core.set_num_threads(check_int(n, "n", minimum=1, maximum=1024))
 
 
 def get_num_threads() -> int:

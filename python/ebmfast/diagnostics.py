@@ -16,21 +16,56 @@ separate scalar quantities (e.g. coordinates), each diagnosed on its own.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 __all__ = ["acceptance_rate", "autocorrelation", "integrated_autocorr_time",
            "effective_sample_size", "split_rhat"]
 
 
+def _real(x, name: str) -> np.ndarray:
+    """np.asarray(x) when it holds real numbers or bools; TypeError naming ``name`` for
+    complex, strings, objects and ragged lists."""
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a real numeric array: {exc}") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def _axis(axis, ndim: int, name: str = "axis") -> int:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(axis).__name__} {axis!r}")
+    if not -ndim <= int(axis) < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an array of {ndim} dimension(s)")
+    return int(axis) % ndim
+
+
+def _rescale(t: np.ndarray, axes: tuple) -> np.ndarray:
+    """Divide each series by a power of two when its values are so large (or so small) that
+    sums of squares would overflow (or underflow): every diagnostic here is scale-invariant
+    and a power of two is exact, so ordinary traces are left bit for bit as they were."""
+    big = np.max(np.abs(t), axis=axes, keepdims=True) if t.size else np.zeros(())
+    if not ((big > 2.0**400) | ((big > 0) & (big < 2.0**-400))).any():
+        return t
+    _, e = np.frexp(np.where(big > 0, big, 1.0))
+    return np.ldexp(t, -e)
+
+
 def _trace(trace, min_draws: int = 2) -> np.ndarray:
-    t = np.asarray(trace, dtype=np.float64)
+    t = _real(trace, "trace").astype(np.float64)
     if t.ndim < 2:
         raise ValueError(f"trace must have shape (n_draws, n_chains[, ...]), got {t.shape}")
     if t.shape[0] < min_draws:
         raise ValueError(f"trace needs at least {min_draws} draws, got {t.shape[0]}")
+    if t.shape[1] < 1:
+        raise ValueError(f"trace needs at least one chain, got shape {t.shape}")
     if not np.isfinite(t).all():
         raise ValueError("trace contains NaN or infinite values")
-    return t
+    return _rescale(t, (0, 1))
 
 
 def acceptance_rate(trace_or_accepted, axis: int = 0) -> np.ndarray:
@@ -40,13 +75,23 @@ def acceptance_rate(trace_or_accepted, axis: int = 0) -> np.ndarray:
     trace of states (n_draws, n_chains[, d]) (thin = 1) gives the fraction of consecutive
     draws that differ in any coordinate.
     """
-    a = np.asarray(trace_or_accepted)
+    a = _real(trace_or_accepted, "trace_or_accepted")
+    if a.ndim < 1:
+        raise ValueError("trace_or_accepted must be an array of accept decisions or states, "
+                         "got a scalar")
+    axis = _axis(axis, a.ndim)
     if a.dtype == bool:
+        if a.shape[axis] < 1:
+            raise ValueError(f"trace_or_accepted needs at least one step along axis {axis}, "
+                             f"got shape {a.shape}")
         return a.mean(axis=axis)
     if a.ndim < 2 or a.shape[axis] < 2:
-        raise ValueError("a trace needs shape (n_draws >= 2, n_chains[, ...])")
+        raise ValueError("trace_or_accepted as a trace needs shape (n_draws >= 2, "
+                         f"n_chains[, ...]), got {a.shape}")
+    if a.dtype.kind == "f" and np.isnan(a).any():
+        raise ValueError("trace_or_accepted contains NaN values")
     a = np.moveaxis(a, axis, 0)
-    moved = np.diff(a, axis=0) != 0
+    moved = a[1:] != a[:-1]  # no subtraction: no overflow, inf == inf is "not moved"
     if moved.ndim > 2:
         moved = moved.reshape(moved.shape[0], moved.shape[1], -1).any(axis=2)
     return moved.mean(axis=0)
@@ -56,10 +101,16 @@ def autocorrelation(x, axis: int = 0) -> np.ndarray:
     """Normalized autocorrelation rho(t), t = 0 .. n-1, along ``axis`` (mean removed,
     biased 1/n estimator, rho(0) = 1; NaN for a constant series). FFT with zero padding
     to a power of two >= 2n, so no circular wrap-around."""
-    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, 0)
+    x = _real(x, "x").astype(np.float64)
+    if x.ndim < 1:
+        raise ValueError("x must have at least one dimension, got a scalar")
+    x = np.moveaxis(x, _axis(axis, x.ndim), 0)
     n = x.shape[0]
     if n < 1:
         raise ValueError("x must have at least one element along axis")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values")
+    x = _rescale(x, (0,))
     xc = x - x.mean(axis=0)
     size = 1 << int(np.ceil(np.log2(2 * n)))
     f = np.fft.rfft(xc, n=size, axis=0)
@@ -88,14 +139,17 @@ def integrated_autocorr_time(trace, *, method: str = "sokal", c: float = 5.0) ->
     ``method="geyer"``: the initial monotone positive sequence estimator.
     For an AR(1) series x_t = phi x_{t-1} + noise, tau = (1 + phi) / (1 - phi).
     """
+    if not isinstance(method, str) or method not in ("sokal", "geyer"):
+        raise ValueError(f"method must be 'sokal' or 'geyer', got {method!r}")
+    if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Real) or not np.isfinite(c) \
+            or c <= 0:
+        raise ValueError(f"c must be a finite number > 0, got {c!r}")
     t = _trace(trace, 4)
     rho = autocorrelation(t, axis=0)
     rho = np.nan_to_num(rho, nan=0.0)
     rho[0] = 1.0
     if method == "geyer":
         return np.maximum(_geyer_tau(rho), 1e-12)
-    if method != "sokal":
-        raise ValueError(f"method must be 'sokal' or 'geyer', got {method!r}")
     taus = 2.0 * np.cumsum(rho, axis=0) - 1.0                # tau(M), M = 0 .. n-1
     M = np.arange(t.shape[0]).reshape((-1,) + (1,) * (t.ndim - 1))
     ok = M >= c * taus
@@ -147,11 +201,22 @@ def _normal_ppf(p: np.ndarray) -> np.ndarray:
         return np.vectorize(NormalDist().inv_cdf, otypes=[float])(p)
 
 
+def _average_ranks(flat: np.ndarray) -> np.ndarray:
+    """Ranks 1..N of each column, ties sharing their average rank (as scipy's rankdata):
+    discrete traces (spins, energies of a lattice) are full of ties, and ranking tied
+    draws by position would invent a trend between the chains."""
+    ranks = np.empty(flat.shape, np.float64)
+    for k in range(flat.shape[1]):
+        _, inv, counts = np.unique(flat[:, k], return_inverse=True, return_counts=True)
+        last = np.cumsum(counts)                       # rank of the last member of each tie
+        ranks[:, k] = (last - (counts - 1) / 2.0)[inv.ravel()]
+    return ranks
+
+
 def _rank_normalize(t: np.ndarray) -> np.ndarray:
     n, m = t.shape[0], t.shape[1]
-    flat = t.reshape(n * m, -1)
-    # average ranks of ties are not needed for continuous chains; argsort twice gives ranks
-    ranks = np.argsort(np.argsort(flat, axis=0, kind="stable"), axis=0) + 1.0
+    flat = t.reshape(n * m, int(np.prod(t.shape[2:], dtype=np.int64)))
+    ranks = _average_ranks(flat)
     z = _normal_ppf((ranks - 0.375) / (n * m + 0.25))
     return z.reshape(t.shape)
 
@@ -161,9 +226,13 @@ def split_rhat(trace, *, rank_normalize: bool = False) -> np.ndarray:
     chains, > 1.01 a warning sign. Each chain is split in halves (the middle draw of an odd
     count dropped). ``rank_normalize=True``: max of the rank-normalized split-R-hat of the
     draws and of the draws folded about their median (bulk and tails)."""
+    if not isinstance(rank_normalize, (bool, np.bool_)):
+        raise TypeError(f"rank_normalize must be a bool, got {rank_normalize!r}")
     t = _trace(trace, 4)
     if not rank_normalize:
         return _rhat_basic(t)
+    if t.size == 0:  # no quantities (a trailing axis of length 0)
+        return np.empty(t.shape[2:])
     bulk = _rhat_basic(_rank_normalize(t))
     tail = _rhat_basic(_rank_normalize(np.abs(t - np.median(t, axis=(0, 1)))))
     return np.maximum(bulk, tail)

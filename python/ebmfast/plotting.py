@@ -13,6 +13,9 @@ import numpy as np
 
 __all__ = ["sample_grid"]
 
+#: Most images one grid draws (a 32 x 32 grid, about 20 s).
+MAX_IMAGES = 1024
+
 
 def sample_grid(
     images: np.ndarray,
@@ -51,8 +54,12 @@ def sample_grid(
     ValueError
         If ``images`` is not a nonempty 2-D finite numeric array, or
         ``image_shape`` / ``n_cols`` are invalid.
+    TypeError
+        If ``path`` is not a str, bytes or os.PathLike, or ``title`` not a str.
     ImportError
         If matplotlib is not installed.
+    OSError
+        If ``path`` cannot be written (e.g. its directory does not exist).
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -62,7 +69,16 @@ def sample_grid(
             "sample_grid() needs matplotlib: pip install 'ebmfast[plot]'"
         ) from exc
 
-    images = np.asarray(images)
+    try:
+        out = os.fsdecode(path)  # str even for bytes or PathLike input
+    except TypeError:
+        raise TypeError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}") from None
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__}")
+    try:
+        images = np.asarray(images)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"images must be a 2-D numeric array: {exc}") from None
     if images.ndim != 2:
         raise ValueError(
             f"images must be a 2-D array (n_images, n_features), got shape {images.shape}"
@@ -70,6 +86,9 @@ def sample_grid(
     n_images, n_features = images.shape
     if n_images == 0 or n_features == 0:
         raise ValueError(f"images must be nonempty, got shape {images.shape}")
+    if n_images > MAX_IMAGES:  # one Axes per image: ~20 ms each, so fail fast instead
+        raise ValueError(f"images has {n_images} rows; sample_grid draws at most {MAX_IMAGES} "
+                         "images (pass a subset)")
     if images.dtype == bool:
         images = images.astype(np.float32)
     if not np.issubdtype(images.dtype, np.number) or np.iscomplexobj(images):
@@ -115,9 +134,15 @@ def sample_grid(
 
     # One shared color scale, so that e.g. all-zero and all-one images are
     # distinguishable (per-image autoscaling would render both flat).
-    vmin, vmax = float(images.min()), float(images.max())
-    if vmin == vmax:
-        vmin, vmax = vmin - 0.5, vmax + 0.5
+    # Scaled to [0, 1] here, in float64 and halves, so that a range wider than the float
+    # maximum (e.g. -1e308 .. 1e308) cannot overflow inside matplotlib's normalization.
+    images = images.astype(np.float64)
+    lo, hi = float(images.min()), float(images.max())
+    if lo == hi:
+        images = np.full(images.shape, 0.5)
+    else:
+        images = (images / 2 - lo / 2) / (hi / 2 - lo / 2)
+    vmin, vmax = 0.0, 1.0
 
     # ~0.6 inch per image (scaled by aspect), plus room for an optional title.
     cell = 0.6
@@ -147,6 +172,5 @@ def sample_grid(
     if title:
         fig.suptitle(title)
 
-    out = os.fsdecode(path)  # str even for bytes or PathLike input
     fig.savefig(out, format="png")
     return out
