@@ -275,7 +275,7 @@ def _betas(h, J, num_sweeps, beta_range, schedule) -> np.ndarray:
             raise ValueError(f"beta_range {(b0, b1)} exceeds float32 (max {F32_MAX:.3g})")
         betas = beta_schedule((b0, b1), num_sweeps, schedule)
     if np.any(betas <= 0):
-        raise ValueError("every beta of the schedule must be > 0")
+        raise ValueError("every beta of beta_schedule must be > 0")
     return betas
 
 
