@@ -254,7 +254,7 @@ def _run(sampler: str, energy, x0, n_steps, step_size, *, seed, device, grad, bu
                              "chains run in float32")
     n_kept = n_steps // thin
     item = 4 if mode != "callable" else x0.dtype.itemsize
-    _backend.check_alloc(float(n_kept) * n * (d * item + 8),
+    _backend.check_memory(float(n_kept) * n * (d * item + 8),
                          f"keeping n_steps // thin = {n_kept} samples of {n} chains x {d}")
     target = R.MCMC_TARGET_ACCEPT[sampler]
     do_adapt = bool(adapt) and target is not None and burn_in > 0
