@@ -36,12 +36,17 @@ raw=$(ls "$W"/dist/ebmfast-*.whl)
 # --- repair: vendor what the manylinux policy requires (libgomp), never the BLAS
 auditwheel repair --exclude 'libscipy_openblas*' -w "$W/repaired" "$raw"
 whl=$(ls "$W"/repaired/ebmfast-*.whl)
+[[ "$whl" == *manylinux* ]] || { echo "wheel.sh: repair gave no manylinux tag: $whl" >&2; exit 1; }
+# `show` cannot see libscipy_openblas.so (left to the scipy-openblas32 dependency, as the
+# repair was told), so it calls the wheel "consistent with linux_x86_64"; the tag comes
+# from the symbol versions it lists (glibc of the build machine).
 auditwheel show "$whl"
 echo "wheel: $(basename "$whl") $(du -k "$whl" | cut -f1) KiB (raw $(du -k "$raw" | cut -f1) KiB)"
 
 # --- fresh venv: the repaired wheel and the test extra only (no source tree on the path)
 "$PY" -m venv "$W/venv"
 "$W/venv/bin/python" -m pip install -q "${whl}[test]"
+"$W/venv/bin/python" -m pip check
 so=$(ls "$W"/venv/lib/python*/site-packages/ebmfast/_core*.so)
 if ldd "$so" | grep "not found"; then
   echo "wheel.sh: the installed _core does not resolve its libraries by itself" >&2; exit 1
