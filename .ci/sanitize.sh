@@ -2,11 +2,12 @@
 # CI stage: build a copy of ebmfast with AddressSanitizer + UndefinedBehaviorSanitizer
 # on the CPU sources (EBMFAST_SANITIZE; CUDA off: device code is never instrumented)
 # into its own venv (build/sanitize/venv), so the normal install stays as it is, and run
-# the kernel tests under it. The venv sees the calling environment's packages (pytest,
+# the test suite under it. The venv sees the calling environment's packages (pytest,
 # hypothesis, scipy, ...) through a .pth file placed after its own site-packages, so the
 # sanitized ebmfast shadows the normal one and nothing is downloaded twice.
 #
-# CPython is not instrumented, so the sanitizer runtimes are preloaded. detect_leaks=0:
+# CPython is not instrumented, so the sanitizer runtimes (GCC's: the build uses the default
+# g++) are preloaded. detect_leaks=0:
 # the interpreter keeps objects alive at exit by design, LeakSanitizer would report every
 # interned string. Any ASan or UBSan report aborts the test process (nonzero exit).
 # Suppressions: none are needed. libgomp (uninstrumented) raised no reports here; ASan
