@@ -56,10 +56,14 @@ EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const 
                               int64_t nnz, int64_t j0, int width, float* acc, bool add) {
   const int nv = (width + 15) / 16;
   // Whole vectors read up to 15 floats past the tile: inside M that is the next row
-  // (ignored lanes), but past M's last row it is not ours, so that row is peeled off.
-  const bool peel = (width % 16) != 0 && nnz > 0 && idx[nnz - 1] == m_rows - 1 &&
-                    j0 + 16 * nv > ld;
-  const int64_t n = peel ? nnz - 1 : nnz;
+  // (ignored lanes), but past M's last float it is not ours. When ld < 16 that holds for
+  // several of the last rows, not only the last one, so every trailing pick (idx is
+  // ascending) whose read would end past M is peeled off and added lane by lane after
+  // the others: the same additions in the same order, so the sums are unchanged.
+  const int64_t m_end = m_rows * ld;
+  int64_t n = nnz;
+  if (width % 16 != 0)
+    while (n > 0 && static_cast<int64_t>(idx[n - 1]) * ld + j0 + 16 * nv > m_end) --n;
   switch (nv) {
 #define EBM_CASE(NV) case NV: sum_rows_vectors<NV>(M, ld, idx, n, j0, add, acc); break;
     EBM_CASE(1) EBM_CASE(2) EBM_CASE(3) EBM_CASE(4) EBM_CASE(5) EBM_CASE(6) EBM_CASE(7)
@@ -68,8 +72,8 @@ EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const 
     default: break;
   }
   static_assert(kTile == 128, "the switch above covers kTile / 16 vectors");
-  if (peel) {
-    const float* r = M + (m_rows - 1) * ld + j0;
+  for (int64_t k = n; k < nnz; ++k) {
+    const float* r = M + static_cast<int64_t>(idx[k]) * ld + j0;
     for (int t = 0; t < width; ++t) acc[t] += r[t];
   }
 }
