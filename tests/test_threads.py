@@ -49,10 +49,42 @@ def test_set_num_threads_reaches_other_threads(restore_threads):
     assert ef.get_num_threads() == 2  # set in a worker thread, seen in the main thread
 
 
+def test_kernel_calls_from_two_threads_overlap_in_time(restore_threads):
+    """The GIL test that does not depend on the machine's load: each thread times one long
+    compiled call (one `_core.gibbs` of ~0.2 s, not chunked). A kernel that kept the GIL
+    would keep the other thread from even entering its call, so the two intervals could
+    not overlap; with the GIL released they overlap for most of their length however the
+    OS shares the cores."""
+    ef.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    W = (0.01 * rng.standard_normal((300, 200))).astype(np.float32)
+    WT = np.ascontiguousarray(W.T)
+    b, c = np.zeros(300, np.float32), np.zeros(200, np.float32)
+    V = (rng.random((100, 300)) < 0.5).astype(np.float32)
+    t = time.perf_counter()
+    ef._core.gibbs(W, WT, b, c, V.copy(), None, 20, 1.0, 1, 0, 0, None)
+    k = max(20, int(20 * 0.2 / max(time.perf_counter() - t, 1e-6)))
+    gate = threading.Barrier(2)
+
+    def one(seed):
+        Vs = V.copy()
+        gate.wait()
+        t0 = time.perf_counter()
+        ef._core.gibbs(W, WT, b, c, Vs, None, k, 1.0, seed, 0, 0, None)
+        return t0, time.perf_counter()
+
+    (s1, e1), (s2, e2) = _run_threads([lambda: one(1), lambda: one(2)])
+    overlap = min(e1, e2) - max(s1, s2)
+    assert overlap > 0.5 * min(e1 - s1, e2 - s2), ((s1, e1), (s2, e2))
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")
 def test_two_threads_sample_concurrently(restore_threads):
-    # One OpenMP thread per kernel: two kernels in two Python threads can only overlap if
-    # the GIL is released while they run.
+    # One OpenMP thread per kernel: two kernels in two Python threads finish faster than the
+    # same two run one after the other. A wall-clock comparison needs two free cores, so an
+    # attempt during which other processes took more than a quarter of the machine does not
+    # count (the overlap test above checks the GIL release under any load).
+    from ebmfast.bench import _cpu_snapshot, _other_cpu
     ef.set_num_threads(1)
     rbm = ef.RBM(300, 200, seed=1)
     V = (np.random.default_rng(0).random((100, 300)) < 0.5).astype(np.float32)
@@ -62,8 +94,9 @@ def test_two_threads_sample_concurrently(restore_threads):
     per_step = (time.perf_counter() - t) / 5
     k = max(5, int(0.3 / max(per_step, 1e-6)))  # ~0.3 s per call
     models = [ef.RBM(300, 200, seed=s) for s in (2, 3)]
-    ratios = []
-    for _ in range(3):  # the machine is shared: pass if any attempt shows the overlap
+    ratios, busy = [], []
+    for _ in range(5):
+        snap = _cpu_snapshot()
         t = time.perf_counter()
         for m in models:
             m.gibbs(V, k)
@@ -71,9 +104,15 @@ def test_two_threads_sample_concurrently(restore_threads):
         t = time.perf_counter()
         _run_threads([lambda m=m: m.gibbs(V, k) for m in models])
         concurrent = time.perf_counter() - t
+        other = _other_cpu(snap, _cpu_snapshot())
+        if other is not None and other > 0.25:
+            busy.append(other)
+            continue
         ratios.append(concurrent / serial)
         if concurrent < 0.8 * serial:
             break
+    if not ratios:
+        pytest.skip(f"other processes kept the machine busy (CPU share {busy})")
     assert min(ratios) < 0.8, f"concurrent / serial time ratios {ratios}"
 
 
