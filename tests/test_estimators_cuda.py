@@ -7,6 +7,7 @@ import pytest
 
 import ebmfast as ef
 from ebmfast import estimators as E
+from test_estimators import random_rbm
 
 HAVE_GPU = ef.cuda_available()
 try:
@@ -18,15 +19,6 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not HAVE_GPU or cp is None, reason="no CUDA device (or no CuPy)")]
 
 
-def random_rbm(n_v, n_h, seed, scale=0.5):
-    rng = np.random.default_rng(seed)
-    rbm = ef.RBM(n_v, n_h, seed=seed)
-    rbm.W = (scale * rng.standard_normal((n_v, n_h))).astype(np.float32)
-    rbm.b = (0.5 * rng.standard_normal(n_v)).astype(np.float32)
-    rbm.c = (0.5 * rng.standard_normal(n_h)).astype(np.float32)
-    return rbm
-
-
 @pytest.mark.parametrize("n_v,n_h", [(30, 12), (9, 20), (784, 16)])
 def test_gpu_exact_log_partition_matches_cpu(n_v, n_h):
     rbm = random_rbm(n_v, n_h, 1, scale=0.05 if n_v == 784 else 0.5)
@@ -36,7 +28,7 @@ def test_gpu_exact_log_partition_matches_cpu(n_v, n_h):
 
 
 def test_gpu_ais_matches_cpu_and_exact():
-    rbm = random_rbm(12, 10, 2)
+    rbm = random_rbm(12, 10, 2, scale=0.5)
     betas = np.linspace(0.0, 1.0, 1000)
     a = E.ais(rbm, n_runs=200, betas=betas, seed=3)
     g = E.ais(rbm, n_runs=200, betas=betas, seed=3, device="cuda")

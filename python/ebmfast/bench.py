@@ -593,6 +593,26 @@ def write_results(result: dict, out_dir: str, suite: str, threads: int) -> str:
     return path
 
 
+def harness_parser(module: str, doc: str, quick_help: str = "fewer repeats") -> argparse.ArgumentParser:
+    """The options every suite harness shares: --threads, --quick, --smoke, --out."""
+    p = argparse.ArgumentParser(prog=f"python -m ebmfast.{module}", description=doc.split("\n")[0])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, measures nothing")
+    p.add_argument("--out", default=os.path.join("benchmarks", "results"))
+    return p
+
+
+def harness_start(args, title: str) -> tuple[dict, int, float]:
+    """Apply --threads, describe the machine, print the header: (env, threads, t0)."""
+    if args.threads is not None:
+        ebmfast.set_num_threads(args.threads)
+    threads = ebmfast.get_num_threads()
+    env = _environment(threads)
+    print(f"ebmfast {ebmfast.__version__} {title}: {env['machine']['cpu_model']}, {threads} threads")
+    return env, threads, time.perf_counter()
+
+
 def save_run(env: dict, settings: dict, rows: list, t0: float, out_dir: str, suite: str,
              threads: int) -> str:
     """The JSON of one harness run: the environment, the settings, elapsed time since t0

@@ -18,15 +18,12 @@ into preallocated outputs. JSON goes to benchmarks/results/dbm_cpu_<time>_t<thre
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import time
 
 import numpy as np
 
 import ebmfast
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, save_run, time_cell
+from ebmfast.bench import _cpu_snapshot, _other_cpu, harness_parser, harness_start, save_run, time_cell
 
 SEED = 1234
 
@@ -132,21 +129,11 @@ def run(sizes, chains: int, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebmfast.bench_dbm", description=__doc__.split("\n")[0])
+    p = harness_parser("bench_dbm", __doc__)
     p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--chains", type=int, default=1000)
-    p.add_argument("--quick", action="store_true", help="fewer repeats")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, measures nothing")
-    p.add_argument("--out", default=os.path.join("benchmarks", "results"))
     args = p.parse_args(argv)
-    if args.threads is not None:
-        ebmfast.set_num_threads(args.threads)
-    threads = ebmfast.get_num_threads()
-    env = _environment(threads)
-    print(f"ebmfast {ebmfast.__version__} DBM Gibbs CPU benchmark: "
-          f"{env['machine']['cpu_model']}, {threads} threads; ratios in the same run")
-    t0 = time.perf_counter()
+    env, threads, t0 = harness_start(args, "DBM Gibbs CPU benchmark (ratios in the same run)")
     if args.smoke:
         sizes, chains, reps = [20, 16, 12], 50, 2
     else:

@@ -29,16 +29,13 @@ to benchmarks/results/dbn_cpu_<time>_t<threads>.json.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import time
 
 import numpy as np
 
 import ebmfast
-from ebmfast.bench import (NumpyRBM, _cpu_snapshot, _environment, _other_cpu, _sigmoid,
-                           save_run, time_cell)
+from ebmfast.bench import (NumpyRBM, _cpu_snapshot, _other_cpu, _sigmoid, harness_parser,
+                           harness_start, save_run, time_cell)
 
 SEED = 0
 BATCH = 100
@@ -182,21 +179,11 @@ def run(sizes, X, repeats: int, rounds: int, peers: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebmfast.bench_dbn", description=__doc__.split("\n")[0])
+    p = harness_parser("bench_dbn", __doc__, "3 repeats, 784-500-500 only")
     p.add_argument("--repeats", type=int, default=6, help="timed epochs per implementation")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="3 repeats, 784-500-500 only")
     p.add_argument("--no-peers", dest="peers", action="store_false", help="skip scikit-learn")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, measures nothing")
-    p.add_argument("--out", default=os.path.join("benchmarks", "results"))
     args = p.parse_args(argv)
-    if args.threads is not None:
-        ebmfast.set_num_threads(args.threads)
-    threads = ebmfast.get_num_threads()
-    env = _environment(threads)
-    print(f"ebmfast {ebmfast.__version__} DBN greedy-training CPU benchmark: "
-          f"{env['machine']['cpu_model']}, {threads} threads; ratios in the same run")
-    t0 = time.perf_counter()
+    env, threads, t0 = harness_start(args, "DBN greedy-training CPU benchmark (ratios in the same run)")
     if args.smoke:
         archs, reps, rounds = ((64, 32, 16),), 2, 1
     elif args.quick:

@@ -14,8 +14,6 @@ it is the GPU, is in the settings).
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 
@@ -23,7 +21,7 @@ import numpy as np
 
 import ebmfast
 from ebmfast import estimators as E
-from ebmfast.bench import _cpu_snapshot, _environment, _other_cpu, save_run
+from ebmfast.bench import _cpu_snapshot, _other_cpu, harness_parser, harness_start, save_run
 
 
 def trained_rbm(n_hidden: int, seed: int = 0):
@@ -82,21 +80,10 @@ def run_exact(n_hidden: int, device: str, numpy_bits: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebmfast.bench_estimators",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--threads", type=int, default=None)
+    p = harness_parser("bench_estimators", __doc__, "1,000 betas and a 784-20 enumeration")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--quick", action="store_true", help="1,000 betas and a 784-20 enumeration")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness only")
-    p.add_argument("--out", default=os.path.join("benchmarks", "results"))
     args = p.parse_args(argv)
-    if args.threads is not None:
-        ebmfast.set_num_threads(args.threads)
-    threads = ebmfast.get_num_threads()
-    env = _environment(threads)
-    print(f"ebmfast {ebmfast.__version__} estimator timings on {args.device}: "
-          f"{env['machine']['cpu_model']}, {threads} threads")
-    t0 = time.perf_counter()
+    env, threads, t0 = harness_start(args, f"estimator timings on {args.device}")
     if args.smoke:
         betas, n_hidden, numpy_bits = np.linspace(0, 1, 20), 10, 8
     elif args.quick:
