@@ -51,7 +51,9 @@ for lib in "${preload[@]}"; do
   [[ -f "$lib" ]] || { echo "sanitize.sh: sanitizer runtime $lib not found" >&2; exit 1; }
 done
 export LD_PRELOAD="${preload[*]}"
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+# allocator_may_return_null=1: tests ask for terabytes on purpose and expect MemoryError;
+# ASan would otherwise abort on any request above its 1 TiB limit.
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:print_summary=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 
 # The tests must import the instrumented module of this venv, not the normal install.
@@ -67,6 +69,18 @@ assert b"__asan_init" in data or b"__ubsan_handle" in data, f"{where} is not ins
 print("sanitize.sh: testing", where)
 PYEOF
 
+# Tests that cannot hold under ASan, whatever the code does (a deselect that matches no
+# test is ignored):
+deselect=(
+  # the probe runs under RLIMIT_AS of a few GiB; ASan reserves a ~20 TiB shadow mapping,
+  # so that interpreter dies with MemoryError before it imports anything
+  tests/test_hostile_input.py::test_huge_sizes_fail_fast
+  tests/test_hostile_input.py::test_kernel_probes_do_not_crash
+  # ASan keeps freed blocks in quarantine (256 MiB) and pads every block: RSS grows
+  tests/test_memory.py::test_no_resident_growth_over_repeated_calls
+  # a wall-clock speedup assertion; instrumented code on two shared cores shows none
+  tests/test_threads.py::test_two_threads_sample_concurrently
+)
 # --capture=sys: a sanitizer report goes to fd 2 and then aborts, which fd capture would
 # swallow.
-"$VPY" -m pytest -q -p no:cacheprovider --capture=sys "$@"
+"$VPY" -m pytest -q -p no:cacheprovider --capture=sys "${deselect[@]/#/--deselect=}" "$@"
