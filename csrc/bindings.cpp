@@ -86,6 +86,18 @@ ebm::RbmView rbm_view(F32& W, F32& WT, F32& b, F32& c, bool writable) {
 }
 
 // rows: chains chain_offset .. chain_offset + rows - 1 must all be distinct 32-bit indices.
+#if defined(EBMFAST_WITH_CUDA)
+ebm::cuda::Precision cuda_precision(int p) {
+  require(p == 0 || p == 1, "precision must be 0 (fp32) or 1 (tf32)");
+  return p == 1 ? ebm::cuda::Precision::kTf32 : ebm::cuda::Precision::kFp32;
+}
+
+template <class T>
+T* dptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+#endif
+
 ebm::RngView rng_view(uint64_t seed, int64_t step, int64_t chain_offset, int64_t rows) {
   check_u32(chain_offset + std::max<int64_t>(rows, 1) - 1, "chain_offset + rows - 1");
   ebm::RngView r;
@@ -174,7 +186,8 @@ PYBIND11_MODULE(_core, m) {
         [](uintptr_t X1, uintptr_t M1, int64_t n1, uintptr_t X2, uintptr_t M2, int64_t n2,
            uintptr_t bias, int64_t rows, int64_t n_out, float beta, uintptr_t field,
            uintptr_t prob, uintptr_t sample, int64_t stream_id, uint64_t seed, int64_t step,
-           int64_t chain_offset, uintptr_t cuda_stream) {
+           int64_t chain_offset, uintptr_t cuda_stream, bool m1_transposed, bool m2_transposed,
+           int precision) {
           require(rows >= 0 && n_out >= 0 && n1 >= 0 && n2 >= 0, "bad layer sizes");
           const bool work = rows > 0 && n_out > 0;
           require(!work || (bias != 0 && (n1 == 0 || (X1 != 0 && M1 != 0))),
@@ -185,22 +198,124 @@ PYBIND11_MODULE(_core, m) {
           const uint32_t st = check_u32(stream_id, "stream");
           check_u32(n_out + 3, "n_out");  // the unit index of the last column's Philox block
           const ebm::cuda::LayerInput in1{reinterpret_cast<const float*>(X1),
-                                          reinterpret_cast<const float*>(M1), n1};
+                                          reinterpret_cast<const float*>(M1), n1, m1_transposed};
           const ebm::cuda::LayerInput in2{reinterpret_cast<const float*>(X2),
-                                          reinterpret_cast<const float*>(M2), n2};
+                                          reinterpret_cast<const float*>(M2), n2, m2_transposed};
+          const ebm::cuda::Precision prec = cuda_precision(precision);
           const ebm::cuda::LayerOutputsCuda out{reinterpret_cast<float*>(field),
                                                 reinterpret_cast<float*>(prob),
                                                 reinterpret_cast<float*>(sample)};
           py::gil_scoped_release nogil;
           ebm::cuda::layer_update(in1, in2, reinterpret_cast<const float*>(bias), rows, n_out, beta,
-                                  out, st, r, cuda_stream);
+                                  out, st, r, cuda_stream, prec);
         },
         py::arg("X1"), py::arg("M1"), py::arg("n1"), py::arg("X2"), py::arg("M2"), py::arg("n2"),
         py::arg("bias"), py::arg("rows"), py::arg("n_out"), py::arg("beta"), py::arg("field"),
         py::arg("prob"), py::arg("sample"), py::arg("stream_id"), py::arg("seed"), py::arg("step"),
-        py::arg("chain_offset"), py::arg("cuda_stream"),
+        py::arg("chain_offset"), py::arg("cuda_stream"), py::arg("m1_transposed") = false,
+        py::arg("m2_transposed") = false, py::arg("precision") = 0,
         "z = beta * (X1.M1 + X2.M2) + bias -> field / sigmoid / Bernoulli samples on device "
         "buffers (pointers as integers, 0 = absent); X2 = M2 = 0 with n2 = 0 for one neighbour.");
+  // The RBM on the GPU (csrc/cuda/rbm.cu); python/ebmfast/_rbm_cuda.py checks the CuPy
+  // arrays and allocates every buffer (pointers as integers) from CuPy's pool.
+  m.def("cuda_rbm_gibbs",
+        [](uintptr_t W, uintptr_t b, uintptr_t c, int64_t n_v, int64_t n_h, float beta, uintptr_t V,
+           uintptr_t H, int64_t rows, int64_t k, uint64_t seed, int64_t step, int64_t chain_offset,
+           uintptr_t cuda_stream, int precision) {
+          require(n_v >= 1 && n_h >= 1 && rows >= 0 && k >= 0, "bad RBM sizes");
+          const ebm::RngView r = rng_view(seed, step, chain_offset, rows);
+          check_u32(step + k, "step + k");
+          check_u32(std::max(n_v, n_h) + 3, "layer width");
+          const ebm::cuda::RbmDeviceParams P{dptr<const float>(W), dptr<const float>(b),
+                                             dptr<const float>(c), n_v, n_h};
+          const ebm::cuda::Precision prec = cuda_precision(precision);
+          py::gil_scoped_release nogil;
+          ebm::cuda::rbm_gibbs(P, beta, dptr<float>(V), dptr<float>(H), rows, k, r, cuda_stream, prec);
+        },
+        py::arg("W"), py::arg("b"), py::arg("c"), py::arg("n_v"), py::arg("n_h"), py::arg("beta"),
+        py::arg("V"), py::arg("H"), py::arg("rows"), py::arg("k"), py::arg("seed"), py::arg("step"),
+        py::arg("chain_offset"), py::arg("cuda_stream"), py::arg("precision"),
+        "k block-Gibbs steps of V [rows, n_v] in place on the GPU (H [rows, n_h] scratch).");
+  m.def("cuda_rbm_cd_update",
+        [](uintptr_t W, uintptr_t b, uintptr_t c, int64_t n_v, int64_t n_h, uintptr_t V0, int64_t B0,
+           uintptr_t chain, int64_t Bc, uintptr_t P0, uintptr_t H, uintptr_t Vk, uintptr_t Pk,
+           uintptr_t Pv, uintptr_t vW, uintptr_t vb, uintptr_t vc, uintptr_t W_out,
+           uintptr_t b_out, uintptr_t c_out, uintptr_t vW_out, uintptr_t vb_out, uintptr_t vc_out,
+           float lr, float momentum, float decay, bool gradient_only, uintptr_t stats,
+           uintptr_t recon, int64_t k, uint64_t seed, int64_t step, uintptr_t cuda_stream,
+           int precision) {
+          require(n_v >= 1 && n_h >= 1 && B0 >= 1 && k >= 1, "bad RBM sizes");
+          require(chain == 0 ? Bc == 0 : Bc >= 1, "Bc must be 0 without chains, >= 1 with them");
+          const ebm::RngView r = rng_view(seed, step, 0, std::max(B0, Bc));
+          check_u32(step + k, "step + k");
+          check_u32(std::max(n_v, n_h) + 3, "layer width");
+          require(W && b && c && V0 && P0 && H && Pk && W_out && b_out && c_out,
+                  "missing device buffer");
+          require(chain != 0 || Vk != 0, "CD needs the Vk buffer");
+          require(recon == 0 || Pv != 0, "recon needs the Pv buffer");
+          require(gradient_only || (vW && vb && vc && vW_out && vb_out && vc_out && stats),
+                  "missing velocity or stats buffer");
+          const ebm::cuda::RbmDeviceParams P{dptr<const float>(W), dptr<const float>(b),
+                                             dptr<const float>(c), n_v, n_h};
+          ebm::cuda::RbmCdBuffers buf;
+          buf.V0 = dptr<const float>(V0);
+          buf.B0 = B0;
+          buf.chain = dptr<float>(chain);
+          buf.Bc = Bc;
+          buf.P0 = dptr<float>(P0);
+          buf.H = dptr<float>(H);
+          buf.Vk = dptr<float>(Vk);
+          buf.Pk = dptr<float>(Pk);
+          buf.Pv = dptr<float>(Pv);
+          ebm::cuda::RbmCdUpdate up;
+          up.vW = dptr<const float>(vW);
+          up.vb = dptr<const float>(vb);
+          up.vc = dptr<const float>(vc);
+          up.W_out = dptr<float>(W_out);
+          up.b_out = dptr<float>(b_out);
+          up.c_out = dptr<float>(c_out);
+          up.vW_out = dptr<float>(vW_out);
+          up.vb_out = dptr<float>(vb_out);
+          up.vc_out = dptr<float>(vc_out);
+          up.learning_rate = lr;
+          up.momentum = momentum;
+          up.weight_decay = decay;
+          up.gradient_only = gradient_only;
+          up.stats = dptr<uint32_t>(stats);
+          up.recon = dptr<double>(recon);
+          const ebm::cuda::Precision prec = cuda_precision(precision);
+          py::gil_scoped_release nogil;
+          ebm::cuda::rbm_cd_update(P, buf, up, k, r, cuda_stream, prec);
+        },
+        py::arg("W"), py::arg("b"), py::arg("c"), py::arg("n_v"), py::arg("n_h"), py::arg("V0"),
+        py::arg("B0"), py::arg("chain"), py::arg("Bc"), py::arg("P0"), py::arg("H"), py::arg("Vk"),
+        py::arg("Pk"), py::arg("Pv"), py::arg("vW"), py::arg("vb"), py::arg("vc"), py::arg("W_out"),
+        py::arg("b_out"), py::arg("c_out"), py::arg("vW_out"), py::arg("vb_out"),
+        py::arg("vc_out"), py::arg("learning_rate"), py::arg("momentum"),
+        py::arg("weight_decay"), py::arg("gradient_only"), py::arg("stats"), py::arg("recon"),
+        py::arg("k"), py::arg("seed"), py::arg("step"), py::arg("cuda_stream"),
+        py::arg("precision"),
+        "One CD-k / PCD-k update (or gradient) of an RBM on device buffers.");
+  m.def("cuda_rbm_free_energy",
+        [](uintptr_t W, uintptr_t b, uintptr_t c, int64_t n_v, int64_t n_h, uintptr_t V,
+           int64_t rows, uintptr_t Z, uintptr_t out, bool pseudo_log_likelihood,
+           uintptr_t cuda_stream) {
+          require(n_v >= 1 && n_h >= 1 && rows >= 0, "bad RBM sizes");
+          require(rows == 0 || (W && b && c && V && Z && out), "missing device buffer");
+          const ebm::cuda::RbmDeviceParams P{dptr<const float>(W), dptr<const float>(b),
+                                             dptr<const float>(c), n_v, n_h};
+          py::gil_scoped_release nogil;
+          if (pseudo_log_likelihood)
+            ebm::cuda::rbm_pseudo_log_likelihood(P, dptr<const float>(V), rows, dptr<float>(Z),
+                                                 dptr<double>(out), cuda_stream);
+          else
+            ebm::cuda::rbm_free_energy(P, dptr<const float>(V), rows, dptr<float>(Z),
+                                       dptr<double>(out), cuda_stream);
+        },
+        py::arg("W"), py::arg("b"), py::arg("c"), py::arg("n_v"), py::arg("n_h"), py::arg("V"),
+        py::arg("rows"), py::arg("Z"), py::arg("out"), py::arg("pseudo_log_likelihood"),
+        py::arg("cuda_stream"),
+        "Free energy (or the full pseudo-log-likelihood) per row, float64, on the GPU.");
 #else
   m.attr("cuda_compiled") = false;
   m.attr("cuda_archs") = "";

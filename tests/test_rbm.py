@@ -77,7 +77,7 @@ def mean_exact_ll(rbm, X):
 
 
 CTOR_ARGS = dict(device="cpu", seed=123, learning_rate=0.07, method="pcd", k=3, momentum=0.4,
-                 weight_decay=1e-4, batch_size=17, epochs=5, progress=False)
+                 weight_decay=1e-4, batch_size=17, epochs=5, progress=False, precision="tf32")
 
 
 def test_get_params_is_exactly_the_constructor_arguments():
@@ -216,14 +216,25 @@ def test_device_cpu_and_auto():
     assert auto.get_params()["device"] == "auto"
 
 
-def test_device_cuda_is_not_implemented_yet():
-    with pytest.raises(NotImplementedError, match="cuda"):
+@pytest.mark.skipif(ef.cuda_available(), reason="checks the machine without a GPU")
+def test_device_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="no CUDA device"):
         ef.RBM(3, 2, device="cuda")
     rbm = ef.RBM(3, 2, seed=0)
     before = state(rbm)
-    with pytest.raises(NotImplementedError, match="cuda"):
+    with pytest.raises(RuntimeError, match="no CUDA device"):
         rbm.set_params(device="cuda")
     assert_same_state(state(rbm), before)
+
+
+def test_precision_is_checked():
+    for bad in ("fp16", "FP32", None, 32):
+        with pytest.raises(ValueError, match="precision"):
+            ef.RBM(3, 2, precision=bad)
+    rbm = ef.RBM(3, 2, seed=0)
+    with pytest.raises(ValueError, match="precision"):
+        rbm.set_params(precision="bf16")
+    assert rbm.precision == "fp32"
 
 
 def test_seed_none_draws_a_fresh_seed():

@@ -68,12 +68,18 @@ void mcmc_run_chunk(const EnergyView& energy, const ChainsView& chains, const Ch
 
 namespace ebm::cuda {
 
-// One neighbour of the layer: X [rows, n_in], M [n_in, n_out], row-major float32.
-// X == nullptr marks an absent second neighbour.
+// Arithmetic of the hand-written GEMMs: exact fp32 FFMA (matches the CPU to float
+// rounding) or tf32 tensor cores (inputs rounded to a 10-bit mantissa, fp32 accumulate).
+enum class Precision : int { kFp32 = 0, kTf32 = 1 };
+
+// One neighbour of the layer: X [rows, n_in] and M [n_in, n_out] (or, transposed, M stored
+// [n_out, n_in] and read as its transpose), row-major float32. X == nullptr marks an
+// absent second neighbour.
 struct LayerInput {
   const float* X = nullptr;  // [rows, n_in]
-  const float* M = nullptr;  // [n_in, n_out]
+  const float* M = nullptr;  // [n_in, n_out], or [n_out, n_in] when transposed
   int64_t n_in = 0;
+  bool transposed = false;
 };
 
 // What the epilogue writes; each pointer may be null (that output is skipped).
@@ -86,6 +92,69 @@ struct LayerOutputsCuda {
 // bias [n_out]. Outputs must not overlap the inputs (blocks read X/M while others write).
 void layer_update(const LayerInput& in1, const LayerInput& in2, const float* bias, int64_t rows,
                   int64_t n_out, float beta, const LayerOutputsCuda& out, uint32_t stream_id,
-                  const RngView& rng, uintptr_t stream);
+                  const RngView& rng, uintptr_t stream, Precision precision = Precision::kFp32);
+
+}  // namespace ebm::cuda
+
+// --- the RBM (rbm.cu): W [n_v, n_h], b [n_v], c [n_h] on the device; every pointer is a
+// device pointer, scratch included (the caller allocates it from CuPy's pool).
+namespace ebm::cuda {
+
+struct RbmDeviceParams {
+  const float* W = nullptr;
+  const float* b = nullptr;
+  const float* c = nullptr;
+  int64_t n_v = 0, n_h = 0;
+};
+
+// k block-Gibbs steps v -> h -> v of V [rows, n_v] in place (step t: Philox step rng.step
+// + t, streams hidden / visible, as reference.gibbs); H [rows, n_h] scratch receives the
+// last hidden sample. b and c enter as given (the caller scales them by beta).
+void rbm_gibbs(const RbmDeviceParams& P, float beta, float* V, float* H, int64_t rows, int64_t k,
+               const RngView& rng, uintptr_t stream, Precision precision);
+
+// One CD-k (chain == nullptr: chains start at the data) or PCD-k update, the semantics of
+// cpu::cd_update / reference.cd_gradient + momentum_update (DESIGN.md §4).
+struct RbmCdBuffers {
+  const float* V0 = nullptr;  // [B0, n_v] data (values in [0, 1])
+  int64_t B0 = 0;
+  float* chain = nullptr;     // [Bc, n_v] PCD chains (rw), or null for CD (then Bc = B0)
+  int64_t Bc = 0;
+  // scratch: P0 [B0, n_h], H [max(B0, Bc), n_h], Vk [B0, n_v] (CD only), Pk [Bc, n_h],
+  // Pv [B0, n_v] (only with recon)
+  float* P0 = nullptr;
+  float* H = nullptr;
+  float* Vk = nullptr;
+  float* Pk = nullptr;
+  float* Pv = nullptr;
+};
+struct RbmCdUpdate {
+  // velocities in, parameters / velocities out (may alias the inputs: in place)
+  const float* vW = nullptr;
+  const float* vb = nullptr;
+  const float* vc = nullptr;
+  float* W_out = nullptr;
+  float* b_out = nullptr;
+  float* c_out = nullptr;
+  float* vW_out = nullptr;
+  float* vb_out = nullptr;
+  float* vc_out = nullptr;
+  float learning_rate = 0.0f, momentum = 0.0f, weight_decay = 0.0f;
+  bool gradient_only = false;  // then W_out/b_out/c_out receive dW, db, dc; nothing else
+  uint32_t* stats = nullptr;   // [2] (w): bits of max |W|,|b|,|c| and max |velocity| written
+  double* recon = nullptr;     // [1] (+=): sum over the batch of ||v0 - p(v | p(h|v0))||^2
+};
+void rbm_cd_update(const RbmDeviceParams& P, const RbmCdBuffers& buf, const RbmCdUpdate& up,
+                   int64_t k, const RngView& rng, uintptr_t stream, Precision precision);
+
+// F(v) = -b.v - sum_j softplus(c_j + (vW)_j) per row of V [rows, n_v] (float64 out);
+// Z [rows, n_h] scratch.
+void rbm_free_energy(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
+                     double* out, uintptr_t stream);
+
+// Full pseudo-log-likelihood sum_i log sigmoid(F(v^(i)) - F(v)) per binary row (float64);
+// Z [rows, n_h] scratch.
+void rbm_pseudo_log_likelihood(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
+                               double* out, uintptr_t stream);
 
 }  // namespace ebm::cuda

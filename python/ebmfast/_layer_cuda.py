@@ -54,15 +54,28 @@ def _ptr(a) -> int:
     return 0 if a is None or a.size == 0 else int(a.data.ptr)
 
 
+PRECISIONS = {"fp32": 0, "tf32": 1}
+
+
+def precision_code(precision: str) -> int:
+    """The kernels' code of a ``precision`` argument ("fp32" | "tf32")."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
 def layer_update(X, M, bias, beta: float, *, X2=None, M2=None, stream: int, seed: int,
                  step: int, chain_offset: int = 0, want_field: bool = False,
-                 want_prob: bool = False, want_sample: bool = False, out_sample=None):
+                 want_prob: bool = False, want_sample: bool = False, out_sample=None,
+                 M_transposed: bool = False, M2_transposed: bool = False,
+                 precision: str = "fp32"):
     """z = beta * (X.M + X2.M2) + bias on the GPU -> (field z, sigmoid(z), Bernoulli sample).
 
     Parameters
     ----------
     X : cupy.ndarray, (rows, n_in) float32, C-contiguous
-    M : cupy.ndarray, (n_in, n_out) float32, C-contiguous
+    M : cupy.ndarray, (n_in, n_out) float32, C-contiguous; (n_out, n_in) when
+        ``M_transposed`` (read as its transpose: no transposed copy is made)
     bias : cupy.ndarray, (n_out,) float32
     beta : float, finite
     X2, M2 : cupy.ndarray, (rows, n_in2) and (n_in2, n_out), or both None (one neighbour)
@@ -72,6 +85,8 @@ def layer_update(X, M, bias, beta: float, *, X2=None, M2=None, stream: int, seed
     want_field, want_prob, want_sample : which outputs to compute
     out_sample : cupy.ndarray, (rows, n_out) float32, optional; preallocated sample output
         (implies want_sample); must not overlap any input
+    M_transposed, M2_transposed : bool, M (M2) given as (n_out, n_in)
+    precision : "fp32" (FFMA, matches the CPU to float rounding) or "tf32" (tensor cores)
 
     Returns
     -------
@@ -83,10 +98,17 @@ def layer_update(X, M, bias, beta: float, *, X2=None, M2=None, stream: int, seed
     X = _check_array(X, "X", 2, dev)
     M = _check_array(M, "M", 2, dev)
     bias = _check_array(bias, "bias", 1, dev)
+    prec = precision_code(precision)
     rows, n_in = X.shape
-    if M.shape[0] != n_in:
-        raise ValueError(f"M must have shape ({n_in}, n_out) to match X {X.shape}, got {M.shape}")
-    n_out = M.shape[1]
+    if M_transposed:
+        if M.shape[1] != n_in:
+            raise ValueError(f"M (transposed) must have shape (n_out, {n_in}) to match X "
+                             f"{X.shape}, got {M.shape}")
+        n_out = M.shape[0]
+    else:
+        if M.shape[0] != n_in:
+            raise ValueError(f"M must have shape ({n_in}, n_out) to match X {X.shape}, got {M.shape}")
+        n_out = M.shape[1]
     if bias.shape != (n_out,):
         raise ValueError(f"bias must have shape ({n_out},), got {bias.shape}")
     if (X2 is None) != (M2 is None):
@@ -98,8 +120,9 @@ def layer_update(X, M, bias, beta: float, *, X2=None, M2=None, stream: int, seed
         if X2.shape[0] != rows:
             raise ValueError(f"X2 must have {rows} rows like X, got shape {X2.shape}")
         n_in2 = X2.shape[1]
-        if M2.shape != (n_in2, n_out):
-            raise ValueError(f"M2 must have shape ({n_in2}, {n_out}), got {M2.shape}")
+        want = (n_out, n_in2) if M2_transposed else (n_in2, n_out)
+        if M2.shape != want:
+            raise ValueError(f"M2 must have shape {want}, got {M2.shape}")
         if X2.size == 0 or M2.size == 0:  # an empty product adds nothing: one neighbour
             X2 = M2 = None
             n_in2 = 0
@@ -128,34 +151,62 @@ def layer_update(X, M, bias, beta: float, *, X2=None, M2=None, stream: int, seed
         cp.empty((rows, n_out), cp.float32) if want_sample else None)
     _core.cuda_layer_update(_ptr(X), _ptr(M), n_in, _ptr(X2), _ptr(M2), n_in2, _ptr(bias),
                             rows, n_out, beta, _ptr(field), _ptr(prob), _ptr(sample), stream,
-                            seed, step, chain_offset, int(cp.cuda.get_current_stream().ptr))
+                            seed, step, chain_offset, int(cp.cuda.get_current_stream().ptr),
+                            bool(M_transposed), bool(M2_transposed), prec)
     return field, prob, sample
+
+
+def as_device_array(X, name: str):
+    """X as a CuPy array without a copy: CuPy arrays as they are, any object exposing
+    ``__cuda_array_interface__`` (a PyTorch CUDA tensor, a Numba array) as a CuPy view of
+    the same memory. Host arrays are a TypeError that says how to move them: nothing is
+    ever copied between devices behind the caller's back."""
+    _require_cupy()
+    if isinstance(X, cp.ndarray):
+        return X
+    if hasattr(X, "__cuda_array_interface__"):
+        return cp.asarray(X)  # zero-copy view (CuPy reads the interface)
+    raise TypeError(f"{name} must be a GPU array (CuPy, or any object with "
+                    f"__cuda_array_interface__) for a model on the GPU, got "
+                    f"{type(X).__name__}; move host data with cupy.asarray")
 
 
 def check_device_units(X, name: str, n_cols: int, *, binary: bool):
     """The GPU counterpart of ``_backend.check_units``: ``(array, is_binary)`` with the
     array a float32 C-contiguous CuPy array of shape (rows, n_cols), values in [0, 1]
-    (exactly 0/1 when ``binary``). Host arrays are refused, never copied silently."""
-    _require_cupy()
-    if not isinstance(X, cp.ndarray):
-        raise TypeError(f"{name} must be a CuPy array for a model on the GPU, got "
-                        f"{type(X).__name__} (move it with cupy.asarray)")
+    (exactly 0/1 when ``binary``). Host arrays are refused, never copied silently; a
+    float32 C-contiguous input is used as it is (no copy). The checks cost one
+    synchronisation of the current stream."""
+    X = as_device_array(X, name)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real numeric or bool dtype, got {X.dtype}")
     if X.ndim != 2 or X.shape[1] != n_cols:
-        raise ValueError(f"{name} must be 2-D (n_samples, {n_cols}), got shape {X.shape}")
+        hint = f" (use {name}.reshape(1, -1) for a single sample)" if X.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_cols}), got shape {X.shape}{hint}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} must have at least one row, got shape {X.shape}")
     if X.device.id != cp.cuda.Device().id:
-        raise ValueError(f"{name} lives on GPU {X.device.id}, not the current device")
+        raise ValueError(f"{name} lives on GPU {X.device.id}, not the current device "
+                         f"{cp.cuda.Device().id}; move it or switch devices (cupy.cuda.Device)")
+    if X.dtype.kind == "f" and X.dtype != cp.float32:
+        # Range first: casting huge float64 values to float32 would overflow to inf.
+        lo64, hi64, finite64 = (float(v) for v in cp.stack(
+            [X.min(), X.max(), cp.isfinite(X).all()]).get())
+        if not finite64:
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if lo64 < 0.0 or hi64 > 1.0:
+            raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary "
+                             f"states), got range [{lo64}, {hi64}]")
     out = cp.ascontiguousarray(X, dtype=cp.float32)
-    if not bool(cp.isfinite(out).all()):
+    # One readback for all four facts (each .get() would synchronise on its own).
+    finite, lo, hi, is_binary = (float(v) for v in cp.stack(
+        [cp.isfinite(out).all().astype(cp.float32), out.min(), out.max(),
+         ((out == 0) | (out == 1)).all().astype(cp.float32)]).get())
+    if not finite:
         raise ValueError(f"{name} contains NaN or infinite values")
-    lo, hi = float(out.min()), float(out.max())
+    if binary and not is_binary:
+        raise ValueError(f"{name} must be binary (every value 0 or 1)")
     if lo < 0.0 or hi > 1.0:
         raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
                          f"got range [{lo}, {hi}]")
-    is_binary = bool(((out == 0) | (out == 1)).all())
-    if binary and not is_binary:
-        raise ValueError(f"{name} must be binary (every value 0 or 1)")
-    return out, is_binary
+    return out, bool(is_binary)

@@ -30,11 +30,15 @@ def _log_sum_exp_chunks(scores_of, n_bits: int, chunk: int = _CHUNK) -> float:
     return float(total)
 
 
+def _host(a):
+    """A host array of a model parameter (device arrays are copied back)."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a
+
+
 def _dbm_arrays(model):
     """float64 host copies of a DBM's weights and biases."""
-    def host(a):
-        return np.asarray(a.get() if hasattr(a, "get") else a, np.float64)
-    return [host(W) for W in model.W_], [host(b) for b in model.biases_]
+    return ([np.asarray(_host(W), np.float64) for W in model.W_],
+            [np.asarray(_host(b), np.float64) for b in model.biases_])
 
 
 def _dbm_summed_out(Ws, bs, states, layers):
@@ -237,8 +241,8 @@ def exact_log_partition(model, max_bits: int | None = None, *, beta: float = 1.0
     if device == "cuda":
         if type(model).__name__ != "RBM" or beta != 1.0:
             raise ValueError("device='cuda' enumerates RBMs (beta = 1); other models run on the CPU")
-        return _rbm_log_partition_cuda(np.asarray(model.W, np.float64), np.asarray(model.b, np.float64),
-                                       np.asarray(model.c, np.float64), max_bits)
+        return _rbm_log_partition_cuda(np.asarray(_host(model.W), np.float64), np.asarray(_host(model.b), np.float64),
+                                       np.asarray(_host(model.c), np.float64), max_bits)
     if isinstance(model, GaussianRBM) and beta == 1.0:
         return model.log_partition()
     if isinstance(model, BoltzmannMachine):  # -E = 1/2 y^T W y + b.y
@@ -254,9 +258,9 @@ def exact_log_partition(model, max_bits: int | None = None, *, beta: float = 1.0
         return _dbm_log_partition(model, max_bits)
     if beta != 1.0:
         raise ValueError("beta != 1 is supported for Ising models and Boltzmann machines")
-    W = np.asarray(model.W, np.float64)
-    b = np.asarray(model.b, np.float64)
-    c = np.asarray(model.c, np.float64)
+    W = np.asarray(_host(model.W), np.float64)
+    b = np.asarray(_host(model.b), np.float64)
+    c = np.asarray(_host(model.c), np.float64)
     n_v, n_h = W.shape
     n = min(n_v, n_h)
     if n > max_bits:
@@ -363,10 +367,10 @@ def ais(model, n_runs: int = 100, betas=None, data=None, seed=None, *, reverse: 
         return _ais_result(logw, log_z_base, reverse)
     from ._backend import resolve_device
     device = resolve_device(device, cuda_implemented=True)
-    W = np.asarray(model.W, np.float32)
+    W = np.asarray(_host(model.W), np.float32)
     WT = np.ascontiguousarray(W.T)
-    b = np.asarray(model.b, np.float64)
-    c = np.asarray(model.c, np.float64)
+    b = np.asarray(_host(model.b), np.float64)
+    c = np.asarray(_host(model.c), np.float64)
     n_v, n_h = W.shape
     bA = _base_rate_biases(data, n_v)
     xp = np
@@ -544,9 +548,9 @@ def _ais_gaussian_weights(model, n_runs, betas, data, seed, reverse, init_states
     from .gaussian_rbm import _real
     from .reference import STREAM_HIDDEN, STREAM_INIT, STREAM_VISIBLE
     model._require_sigma()
-    W = np.asarray(model.W, np.float64)
-    b = np.asarray(model.b, np.float64)
-    c = np.asarray(model.c, np.float64)
+    W = np.asarray(_host(model.W), np.float64)
+    b = np.asarray(_host(model.b), np.float64)
+    c = np.asarray(_host(model.c), np.float64)
     sig = np.asarray(model.sigma, np.float64)
     s2 = sig ** 2
     n_v, n_h = W.shape

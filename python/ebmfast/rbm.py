@@ -19,6 +19,14 @@ from ._backend import (check_float, check_int, check_memory, check_seed, check_s
 from ._interrupt import chunk_size, deferred_interrupt
 from .reference import STREAM_INIT, STREAM_SHUFFLE
 
+# The CUDA path compiles in CI but has not run on a GPU yet: device="auto" stays on the
+# CPU until the CUDA tests have passed on one (device="cuda" may be asked for explicitly).
+_CUDA_VERIFIED = False
+_PRECISIONS = ("fp32", "tf32")
+# Steps of a sampling call between two synchronisations on the GPU (where Ctrl-C is
+# honoured): the GPU does roughly this many times the CPU's work per second.
+_GPU_SPEEDUP = 64.0
+
 _METHODS = ("cd", "pcd")
 _MAX_UNITS = 2**28  # 32-bit table and list offsets inside the kernels
 # gibbs_chains (csrc/cpu/rbm_layer.cpp) builds its subset tables itself once a call has
@@ -35,7 +43,13 @@ class RBM:
     n_visible, n_hidden : int
         Layer sizes (>= 1).
     device : {"auto", "cpu", "cuda"}
-        "auto" picks the CPU until the CUDA backend exists; "cuda" raises.
+        "cuda" keeps every parameter, chain and result on the GPU (CuPy arrays; any input
+        exposing ``__cuda_array_interface__`` is taken without a copy, host arrays are
+        refused) and runs the hand-written kernels on CuPy's current stream. "auto" picks
+        the CPU until the CUDA path has been verified on a GPU (``rbm._CUDA_VERIFIED``).
+    precision : {"fp32", "tf32"}
+        GPU arithmetic: "fp32" (exact float32 products, the CPU's results up to rounding)
+        or "tf32" (tensor cores; products of 10-bit-mantissa inputs). Ignored on the CPU.
     seed : int or None
         Seed of the Philox stream (and of the weight initialisation). None draws one.
     learning_rate, momentum, weight_decay : float
@@ -63,20 +77,38 @@ class RBM:
     """
 
     _PARAM_NAMES = ("n_visible", "n_hidden", "device", "seed", "learning_rate", "method", "k",
-                    "momentum", "weight_decay", "batch_size", "epochs", "progress")
+                    "momentum", "weight_decay", "batch_size", "epochs", "progress", "precision")
 
     def __init__(self, n_visible: int, n_hidden: int, *, device: str = "auto",
                  seed: int | None = None, learning_rate: float = 0.05, method: str = "cd",
                  k: int = 1, momentum: float = 0.0, weight_decay: float = 0.0,
-                 batch_size: int = 100, epochs: int = 10, progress: bool = False):
+                 batch_size: int = 100, epochs: int = 10, progress: bool = False,
+                 precision: str = "fp32"):
         params = self._validate_params(dict(
             n_visible=n_visible, n_hidden=n_hidden, device=device, seed=seed,
             learning_rate=learning_rate, method=method, k=k, momentum=momentum,
-            weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, progress=progress))
+            weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, progress=progress,
+            precision=precision))
         for name, value in params.items():
             setattr(self, name, value)
-        self._device = resolve_device(device)
+        self._device = self._resolve(device)
         self._init_state()
+
+    @staticmethod
+    def _resolve(device: str) -> str:
+        out = resolve_device(device, cuda_implemented=True)
+        return "cpu" if (device == "auto" and not _CUDA_VERIFIED) else out
+
+    @property
+    def _gpu(self) -> bool:
+        return self._device == "cuda"
+
+    def _xp(self):
+        """The array module of the model's device (numpy or cupy)."""
+        if self._gpu:
+            import cupy
+            return cupy
+        return np
 
     # ------------------------------------------------------------------ parameters
 
@@ -91,7 +123,9 @@ class RBM:
         # W, W^T, the velocity, the spare buffers (float32) and the float64 draw of W
         check_memory(24.0 * out["n_visible"] * out["n_hidden"],
                      f"RBM(n_visible={out['n_visible']}, n_hidden={out['n_hidden']})")
-        resolve_device(p["device"])  # unknown device -> ValueError, cuda -> clear error
+        cls._resolve(p["device"])  # unknown device -> ValueError, no GPU -> RuntimeError
+        if not isinstance(p["precision"], str) or p["precision"] not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}, got {p['precision']!r}")
         if p["seed"] is not None:
             out["seed"] = check_seed(p["seed"])
         out["learning_rate"] = check_float(p["learning_rate"], "learning_rate", minimum=0.0,
@@ -114,13 +148,18 @@ class RBM:
         self.seed_ = check_seed(self.seed)
         rng = np.random.default_rng(self.seed_)
         # Hinton's practical guide: small Gaussian weights, zero biases.
-        self._W = (0.01 * rng.standard_normal((self.n_visible, self.n_hidden))).astype(np.float32)
-        self._WT = np.ascontiguousarray(self._W.T)
-        self._b = np.zeros(self.n_visible, np.float32)
-        self._c = np.zeros(self.n_hidden, np.float32)
-        self._vW = np.zeros_like(self._W)
-        self._vb = np.zeros_like(self._b)
-        self._vc = np.zeros_like(self._c)
+        # (The same draw on every device: one seed gives the same initial model anywhere.)
+        W = (0.01 * rng.standard_normal((self.n_visible, self.n_hidden))).astype(np.float32)
+        xp = self._xp()
+        self._W = xp.asarray(W)
+        # The CPU kernels read W^T from a copy; the GPU kernels read W transposed in place.
+        self._WT = None if self._gpu else np.ascontiguousarray(self._W.T)
+        self._b = xp.zeros(self.n_visible, np.float32)
+        self._c = xp.zeros(self.n_hidden, np.float32)
+        self._vW = xp.zeros_like(self._W)
+        self._vb = xp.zeros_like(self._b)
+        self._vc = xp.zeros_like(self._c)
+        self._init_device_buffers()
         self._chains: np.ndarray | None = None
         self._spare: tuple | None = None  # second parameter buffers (see _update)
         self._w_version = 0               # bumped whenever W changes (table cache key)
@@ -129,6 +168,35 @@ class RBM:
         self.step = 0
         self.epochs_trained_ = 0
         self.history_: list[dict[str, float]] = []
+
+    def _init_device_buffers(self) -> None:
+        """GPU scratch (kept across updates) and the update's stats word pair."""
+        if self._gpu:
+            import cupy
+            from ._rbm_cuda import Scratch
+            self._scratch = Scratch()
+            self._stats = cupy.zeros(2, cupy.uint32)
+        else:
+            self._scratch = self._stats = None
+
+    def _move_to(self, device: str) -> None:
+        """Move every array of the model to ``device`` (an explicit request: set_params)."""
+        if device == self._device:
+            return
+        if device == "cuda":
+            import cupy
+            move = cupy.asarray
+        else:
+            move = _to_host
+        for name in ("_W", "_b", "_c", "_vW", "_vb", "_vc"):
+            setattr(self, name, move(getattr(self, name)))
+        if self._chains is not None:
+            self._chains = move(self._chains)
+        self._device = device
+        self._WT = None if self._gpu else np.ascontiguousarray(self._W.T)
+        self._spare = None
+        self._tables = None
+        self._init_device_buffers()
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (sklearn protocol)."""
@@ -144,7 +212,7 @@ class RBM:
         reinit = any(merged[n] != getattr(self, n) for n in ("n_visible", "n_hidden", "seed"))
         for name, value in merged.items():
             setattr(self, name, value)
-        self._device = resolve_device(self.device)
+        self._move_to(self._resolve(self.device))
         if merged["batch_size"] != (None if self._chains is None else self._chains.shape[0]):
             self._chains = None  # PCD chains follow batch_size
         if reinit:
@@ -152,18 +220,28 @@ class RBM:
         return self
 
     def __repr__(self) -> str:
+        prec = f", precision={self.precision!r}" if self._gpu else ""
         return (f"RBM(n_visible={self.n_visible}, n_hidden={self.n_hidden}, method={self.method!r}, "
-                f"k={self.k}, learning_rate={self.learning_rate}, device={self._device!r})")
+                f"k={self.k}, learning_rate={self.learning_rate}, device={self._device!r}{prec})")
 
     # ------------------------------------------------------------------ weights
 
     @staticmethod
-    def _readonly(a: np.ndarray) -> np.ndarray:
+    def _readonly(a):
+        """A read-only view on the CPU; on the GPU (CuPy has no read-only arrays) a copy."""
+        if not isinstance(a, np.ndarray):
+            return a.copy()
         v = a.view()
         v.flags.writeable = False
         return v
 
-    def _check_param_array(self, value, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def _check_param_array(self, value, name: str, shape: tuple[int, ...]):
+        """A float32 C-contiguous copy of a new parameter, on the model's device."""
+        if self._gpu:
+            return self._check_device_param(value, name, shape)
+        if hasattr(value, "__cuda_array_interface__") or type(value).__module__.startswith("cupy"):
+            raise TypeError(f"{name} is a GPU array but this model lives on the CPU; move it "
+                            "to the host (e.g. cupy.asnumpy) or use a CUDA model")
         arr = np.asarray(value)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
@@ -175,6 +253,30 @@ class RBM:
             raise ValueError(f"{name} has values beyond the float32 range")
         return np.array(arr, dtype=np.float32, order="C")
 
+    def _check_device_param(self, value, name: str, shape: tuple[int, ...]):
+        import cupy
+        from ._layer_cuda import as_device_array
+        arr = as_device_array(value, name)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        if arr.size:
+            finite, top = (float(v) for v in cupy.stack(
+                [cupy.isfinite(arr).all(), cupy.abs(arr).max()]).astype(cupy.float64).get())
+            if not finite:
+                raise ValueError(f"{name} contains NaN or infinite values")
+            if top > np.finfo(np.float32).max:
+                raise ValueError(f"{name} has values beyond the float32 range")
+        return cupy.array(arr, dtype=cupy.float32, order="C")
+
+    def _check_units(self, X, name: str, *, binary: bool):
+        """(float32 C-contiguous array on the model's device, is_binary)."""
+        if self._gpu:
+            from ._layer_cuda import check_device_units
+            return check_device_units(X, name, self.n_visible, binary=binary)
+        return check_units(X, name, self.n_visible, binary=binary)
+
     @property
     def W(self) -> np.ndarray:
         return self._readonly(self._W)
@@ -182,7 +284,7 @@ class RBM:
     @W.setter
     def W(self, value) -> None:
         self._W = self._check_param_array(value, "W", (self.n_visible, self.n_hidden))
-        self._WT = np.ascontiguousarray(self._W.T)
+        self._WT = None if self._gpu else np.ascontiguousarray(self._W.T)
         self._w_version += 1
         self._refresh_bounds()
 
@@ -207,6 +309,8 @@ class RBM:
     # sklearn BernoulliRBM attribute names and shapes
     @property
     def components_(self) -> np.ndarray:
+        if self._gpu:
+            return self._W.T.copy()
         return self._readonly(self._WT)
 
     @property
@@ -243,7 +347,7 @@ class RBM:
         if self._chains is None or self._chains.shape[0] != self.batch_size:
             step = self._take_steps(1)
             u = _core.philox_uniforms(self.seed_, STREAM_INIT, step, self.batch_size, self.n_visible)
-            self._chains = (u < 0.5).astype(np.float32)
+            self._chains = self._xp().asarray((u < 0.5).astype(np.float32))
         return self._chains
 
     def _params(self) -> tuple:
@@ -251,9 +355,8 @@ class RBM:
 
     def _refresh_bounds(self) -> None:
         """Largest |parameter| and |velocity|: they bound what the next update can reach."""
-        self._max_param = float(max(np.abs(a).max(initial=0.0) for a in (self._W, self._b, self._c)))
-        self._max_velocity = float(max(np.abs(a).max(initial=0.0)
-                                       for a in (self._vW, self._vb, self._vc)))
+        self._max_param = max(_abs_max(a) for a in (self._W, self._b, self._c))
+        self._max_velocity = max(_abs_max(a) for a in (self._vW, self._vb, self._vc))
 
     def _in_place_is_safe(self) -> bool:
         """Every gradient entry lies in [-1, 1] (averages of products of values in [0, 1]),
@@ -265,7 +368,7 @@ class RBM:
             1.0 + self.weight_decay * self._max_param)
         return (max(self.n_visible, self.n_hidden) + 2) * (self._max_param + 2 * dv) < 1e37
 
-    def _update(self, V: np.ndarray, binary: bool, want_recon: bool) -> float:
+    def _update(self, V: np.ndarray, binary: bool, want_recon: bool, recon_sum=None) -> float:
         """One CD/PCD update. A diverging update raises FloatingPointError and leaves the
         model exactly as it was (PCD chains included): it is written in place only when
         it provably stays finite, else into spare buffers swapped in when finite."""
@@ -276,6 +379,9 @@ class RBM:
                              "smaller batches")
         if self.step + self.k + 1 >= 2**32:
             raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
+        if self._gpu:
+            self._update_cuda(V, recon_sum)
+            return float("nan")
         step_before, chains_before = self.step, self._chains
         chain = self._ensure_chains() if pcd else None
         in_place = self._in_place_is_safe()
@@ -307,6 +413,58 @@ class RBM:
             self.step += self.k
         return recon
 
+    def _update_cuda(self, V, recon_sum) -> None:
+        """The GPU update. When the update provably stays finite (_in_place_is_safe) it
+        runs in place and the bounds advance on the host without reading anything back:
+        no synchronisation per update. Otherwise it goes to spare buffers and the kernel's
+        max |param| / |velocity| (one readback) decides: non-finite raises
+        FloatingPointError with the model unchanged, finite swaps the buffers in and resets
+        the bounds to the exact values."""
+        import cupy
+        from . import _rbm_cuda
+        pcd = self.method == "pcd"
+        step_before, chains_before = self.step, self._chains
+        chain = self._ensure_chains() if pcd else None
+        in_place = self._in_place_is_safe()
+        chain_copy = None if (in_place or not pcd) else chain.copy()
+        params = (self._W, self._b, self._c)
+        velocities = (self._vW, self._vb, self._vc)
+        if in_place:
+            out_params, out_velocities = params, velocities
+        else:
+            if self._spare is None or self._spare[0].shape != self._W.shape \
+                    or isinstance(self._spare[0], np.ndarray):
+                self._spare = tuple(cupy.empty_like(a) for a in params + velocities)
+            out_params, out_velocities = self._spare[:3], self._spare[3:]
+        with deferred_interrupt():
+            _rbm_cuda.cd_update(params, velocities, out_params, out_velocities, V, chain, self.k,
+                                learning_rate=self.learning_rate, momentum=self.momentum,
+                                weight_decay=self.weight_decay, seed=self.seed_, step=self.step,
+                                precision=self.precision, scratch=self._scratch,
+                                stats=self._stats, recon=recon_sum)
+            if in_place:
+                # |gradient| <= 1, so these bound the new values (see _in_place_is_safe).
+                dv = self.momentum * self._max_velocity + self.learning_rate * (
+                    1.0 + self.weight_decay * self._max_param)
+                self._max_velocity, self._max_param = dv, self._max_param + dv
+            else:
+                mw, mv = (int(x) for x in self._stats.get())
+                if mw >= _rbm_cuda.NON_FINITE_BITS or mv >= _rbm_cuda.NON_FINITE_BITS:
+                    if pcd and chain_copy is not None:
+                        self._chains[...] = chain_copy
+                        if chains_before is None:
+                            self._chains, self.step = None, step_before
+                    raise FloatingPointError(
+                        "the update produced non-finite parameters and was discarded; lower "
+                        f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
+                current = params + velocities
+                (self._W, self._b, self._c, self._vW, self._vb, self._vc) = self._spare
+                self._spare = current
+                self._max_param = _rbm_cuda.bits_to_float(mw)
+                self._max_velocity = _rbm_cuda.bits_to_float(mv)
+            self._w_version += 1
+            self.step += self.k
+
     def fit(self, X, y=None, *, monitor: str | None = None, checkpoint=None,
             checkpoint_every: int = 1, resume=None, _until: int | None = None,
             _on_epoch=None) -> "RBM":
@@ -337,8 +495,8 @@ class RBM:
             if (loaded.n_visible, loaded.n_hidden) != (self.n_visible, self.n_hidden):
                 raise ValueError(f"resume: {resume!r} holds a {loaded.n_visible}x{loaded.n_hidden} "
                                  f"RBM, this one is {self.n_visible}x{self.n_hidden}")
-        X, binary = check_units(X, "X", self.n_visible, binary=False)
-        data_id = _checkpoint.fingerprint(X) if (ck.path or loaded) else None
+        X, binary = self._check_units(X, "X", binary=False)
+        data_id = _checkpoint.fingerprint(_to_host(X)) if (ck.path or loaded) else None
         if loaded is not None:
             _checkpoint.check_same_data(resume, fit_meta, data_id)
             _checkpoint.adopt(self, loaded, keep=("progress",))
@@ -348,6 +506,7 @@ class RBM:
             target = self.epochs_trained_ + self.epochs if _until is None else _until
         n = X.shape[0]
         pl_rows = (X[:1000] >= 0.5).astype(np.float32) if monitor == "pl" else None
+        xp = self._xp()
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -360,15 +519,26 @@ class RBM:
                 keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE,
                                              self.epochs_trained_ % 2**32, 1, n)[0]
                 order = np.argsort(keys, kind="stable")
+                want_recon = bar is not None or monitor == "recon"
                 err = 0.0
+                # GPU: one gather of the epoch's rows, then contiguous slices; the
+                # reconstruction error is summed on the device and read once per epoch.
+                Xe = X[xp.asarray(order)] if self._gpu else X
+                recon_sum = xp.zeros(1, xp.float64) if (self._gpu and want_recon) else None
                 for start in range(0, n, self.batch_size):
-                    batch = X[order[start:start + self.batch_size]]
+                    if self._gpu:
+                        batch = Xe[start:start + self.batch_size]
+                    else:
+                        batch = X[order[start:start + self.batch_size]]
                     try:
-                        recon = self._update(batch, binary, want_recon=bar is not None or monitor == "recon")
+                        recon = self._update(batch, binary, want_recon=want_recon,
+                                             recon_sum=recon_sum)
                     except FloatingPointError as exc:
                         raise FloatingPointError(
                             f"training diverged in epoch {self.epochs_trained_ + 1}: {exc}") from None
                     err += recon * batch.shape[0]
+                if recon_sum is not None:
+                    err = float(recon_sum.get()[0])
                 self.epochs_trained_ += 1
                 entry = {"epoch": self.epochs_trained_, "seconds": time.perf_counter() - t0}
                 if bar is not None or monitor == "recon":
@@ -390,16 +560,26 @@ class RBM:
 
     def partial_fit(self, X, y=None) -> "RBM":
         """One CD-k / PCD-k update with X as the mini-batch (sklearn semantics)."""
-        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        X, binary = self._check_units(X, "X", binary=False)
         self._update(X, binary, want_recon=False)
         return self
 
     def gradient(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The CD-k / PCD-k gradient estimate (dW, db, dc) on batch X, without updating the
         parameters (the Philox step and PCD chains do advance)."""
-        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        X, binary = self._check_units(X, "X", binary=False)
         chain = self._ensure_chains() if self.method == "pcd" else None
         step = self._take_steps(self.k)
+        if self._gpu:
+            import cupy
+            from . import _rbm_cuda
+            grads = (cupy.empty_like(self._W), cupy.empty_like(self._b), cupy.empty_like(self._c))
+            _rbm_cuda.cd_update((self._W, self._b, self._c), None, grads, None, X, chain, self.k,
+                                learning_rate=self.learning_rate, momentum=self.momentum,
+                                weight_decay=self.weight_decay, seed=self.seed_, step=step,
+                                precision=self.precision, scratch=self._scratch,
+                                gradient_only=True)
+            return grads
         (dW, db, dc), *_ = _core.cd_update(
             self._W, self._WT, self._b, self._c, self._vW, self._vb, self._vc, X, binary, chain,
             self.k, self.learning_rate, self.momentum, self.weight_decay, self.seed_, step, True,
@@ -410,7 +590,10 @@ class RBM:
 
     def transform(self, X) -> np.ndarray:
         """p(h = 1 | v) for each row of X: (n_samples, n_hidden) float32."""
-        X, binary = check_units(X, "X", self.n_visible, binary=False)
+        X, binary = self._check_units(X, "X", binary=False)
+        if self._gpu:
+            from ._rbm_cuda import hidden_probabilities
+            return hidden_probabilities(self._W, self._c, X, self.precision)
         _, p, _ = _core.layer_forward(X, self._W, self._c, 1.0, binary, False, True, False, 0,
                                       0, 0, 0)
         return p
@@ -447,6 +630,9 @@ class RBM:
             b, c = (beta * b).astype(np.float32), (beta * c).astype(np.float32)
         if self.step + n_steps >= 2**32:  # before the first chunk, not half-way
             raise OverflowError("the model's Philox step counter is exhausted (2**32 steps)")
+        if self._gpu:
+            self._gibbs_cuda(V, n_steps, beta, b, c, V_in)
+            return
         if tables is None:
             tables = self._call_tables(V.shape[0] * n_steps)
         chunk = chunk_size(2.0 * V.shape[0] * self.n_visible * self.n_hidden, n_steps)
@@ -459,20 +645,38 @@ class RBM:
             V_in = None
             done += k
 
+    def _gibbs_cuda(self, V, n_steps: int, beta: float, b, c, V_in) -> None:
+        """The GPU counterpart of _gibbs_inplace: chunks of steps, the stream synchronised
+        between chunks of a long run so that Ctrl-C is honoured there."""
+        import cupy
+        from . import _rbm_cuda
+        if V_in is not None:
+            V[...] = V_in
+        chunk = chunk_size(2.0 * V.shape[0] * self.n_visible * self.n_hidden / _GPU_SPEEDUP,
+                           n_steps)
+        done = 0
+        while done < n_steps:
+            k = min(chunk, n_steps - done)
+            step = self._take_steps(k)
+            _rbm_cuda.gibbs(self._W, b, c, V, k, beta, self.seed_, step, self.precision,
+                            self._scratch)
+            done += k
+            if done < n_steps:
+                cupy.cuda.get_current_stream().synchronize()
+
     def gibbs(self, V, k: int = 1) -> np.ndarray:
         """k block-Gibbs steps v -> h -> v from the binary states V; returns the new V
         (n_samples, n_visible) float32. V itself is not modified."""
         k = check_int(k, "k", minimum=1)
         check_steps(self.step, k, "k")
-        V, _ = check_units(V, "V", self.n_visible, binary=True)
-        out = np.empty_like(V)  # the first chunk reads V, writes out: the caller's V is untouched
+        V, _ = self._check_units(V, "V", binary=True)
+        out = self._xp().empty_like(V)  # the first chunk reads V, writes out: V is untouched
         self._gibbs_inplace(out, k, 1.0, V_in=V)
         return out
 
     def _check_beta(self, beta: float) -> None:
         """beta * b and beta * c go to the kernel as float32: they must stay finite."""
-        top = max(float(np.abs(self._b).max(initial=0.0)), float(np.abs(self._c).max(initial=0.0)),
-                  1.0)
+        top = max(_abs_max(self._b), _abs_max(self._c), 1.0)
         if beta * top > float(np.finfo(np.float32).max) / 4:
             raise ValueError(f"beta={beta} is too large: beta times the biases must fit in float32")
 
@@ -488,6 +692,7 @@ class RBM:
         step = self._take_steps(1)
         V = (_core.philox_uniforms(self.seed_, STREAM_INIT, step, n_samples, self.n_visible)
              < 0.5).astype(np.float32)
+        V = self._xp().asarray(V)
         self._gibbs_inplace(V, n_steps, beta)
         return V
 
@@ -495,13 +700,22 @@ class RBM:
 
     def free_energy(self, V) -> np.ndarray:
         """F(v) = -b.v - sum_j softplus(c_j + (vW)_j): (n_samples,) float64."""
-        V, binary = check_units(V, "V", self.n_visible, binary=False)
+        return self._free_energy(V, "V")
+
+    def _free_energy(self, V, name: str):
+        V, binary = self._check_units(V, name, binary=False)
+        if self._gpu:
+            from ._rbm_cuda import free_energy
+            return free_energy(self._W, self._b, self._c, V)
         return _core.free_energy(self._W, self._WT, self._b, self._c, V, binary)
 
     def score_samples(self, X) -> np.ndarray:
         """Full pseudo-log-likelihood sum_i log p(v_i | v_-i) of each binary row of X
         (deterministic; sklearn's estimate samples one unit): (n_samples,) float64."""
-        X, _ = check_units(X, "X", self.n_visible, binary=True)
+        X, _ = self._check_units(X, "X", binary=True)
+        if self._gpu:
+            from ._rbm_cuda import pseudo_log_likelihood
+            return pseudo_log_likelihood(self._W, self._b, self._c, X)
         return _core.pseudo_log_likelihood(self._W, self._WT, self._b, self._c, X, True)
 
     def log_partition(self, method: str = "exact", **kwargs) -> float:
@@ -517,8 +731,7 @@ class RBM:
     def log_likelihood(self, X, log_z: float | None = None, **kwargs) -> np.ndarray:
         """log p(v) = -F(v) - log Z per row of X; log Z computed by log_partition(**kwargs)
         unless given."""
-        X, binary = check_units(X, "X", self.n_visible, binary=False)
-        F = _core.free_energy(self._W, self._WT, self._b, self._c, X, binary)
+        F = self._free_energy(X, "X")
         if log_z is None:
             log_z = self.log_partition(**kwargs)
         else:
@@ -546,6 +759,7 @@ class RBM:
         arrays = dict(W=self._W, b=self._b, c=self._c, vW=self._vW, vb=self._vb, vc=self._vc,
                       chains=(np.zeros((0, self.n_visible), np.float32) if self._chains is None
                               else self._chains))
+        arrays = {name: _to_host(a) for name, a in arrays.items()}  # files hold host arrays
         return meta, arrays
 
     def _write(self, path, fit: dict | None = None) -> None:
@@ -555,19 +769,23 @@ class RBM:
         _checkpoint.write(path, "RBM", meta, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "RBM":
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> "RBM":
         """Read a model written by :meth:`save` (or a checkpoint of :meth:`fit`); training
-        continues exactly where it stopped."""
+        continues exactly where it stopped. ``device`` ("cpu", "cuda", "auto") places it;
+        None keeps the device it was saved from when that is available here, else the CPU
+        (a model saved on the GPU loads on a CPU-only machine, and the reverse)."""
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        return cls._read(os.fspath(path))[0]
+        if device is not None:
+            cls._resolve(device)  # a bad device fails before the file is read
+        return cls._read(os.fspath(path), device)[0]
 
     @classmethod
-    def _read(cls, path: str) -> tuple["RBM", dict | None]:
+    def _read(cls, path: str, device: str | None = None) -> tuple["RBM", dict | None]:
         """(model, progress of the fit call that wrote the checkpoint, or None)."""
         meta, arrays = _checkpoint.read(path, "RBM")
         try:
-            model = cls._from_state(meta, arrays)
+            model = cls._from_state(meta, arrays, device)
             fit = meta.get("fit")
             if fit is not None:
                 if not isinstance(fit.get("target"), int) or fit["target"] < model.epochs_trained_:
@@ -577,10 +795,17 @@ class RBM:
         return model, fit
 
     @classmethod
-    def _from_state(cls, meta: dict, data: dict) -> "RBM":
+    def _from_state(cls, meta: dict, data: dict, device: str | None = None) -> "RBM":
         params = dict(meta["params"])
-        params["device"] = "auto" if params.get("device") == "cuda" else params.get("device", "auto")
-        model = cls(**params)
+        params.setdefault("precision", "fp32")  # files written before the GPU backend
+        if device is not None:
+            params["device"] = device
+        elif params.get("device") == "cuda" and not (
+                _core.cuda_compiled and _core.cuda_device_count() > 0):
+            params["device"] = "auto"
+        target = params.get("device", "auto")
+        # Read and check everything on the host, then move it (one explicit copy).
+        model = cls(**{**params, "device": "cpu"})
         model.W = _checkpoint.array(data, "W")
         model.b = _checkpoint.array(data, "b")
         model.c = _checkpoint.array(data, "c")
@@ -601,4 +826,16 @@ class RBM:
         if not isinstance(history, list):
             raise TypeError("history_ is not a list")
         model.history_ = list(history)
+        model.device = target
+        model._move_to(cls._resolve(target))
         return model
+
+
+def _to_host(a):
+    """A NumPy array of a host or device (CuPy) array: device arrays are copied back."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a
+
+
+def _abs_max(a) -> float:
+    """max |a| as a Python float (0 for an empty array), on either device."""
+    return float(abs(a).max()) if a.size else 0.0
