@@ -72,7 +72,8 @@ stage() {
     sync_out
     return 0
   fi
-  echo "=== $name (limit ${limit} s, at $(elapsed) s): $cmd"
+  local first=${cmd##*$'\n'}  # the last line of the command is the telling one
+  echo "=== $name (limit ${limit} s, at $(elapsed) s): ${first:0:160}"
   local s rc state
   s=$(date +%s)
   STAGE_LIMIT=$limit timeout -k 10 "$limit" bash -c "$cmd" > "$LOGS/$name.log" 2>&1
@@ -130,11 +131,24 @@ BUILD_CMD='set -e
 export EBMFAST_CUDA=ON
 [ -n "$EBMFAST_GPU_ARCH" ] && export CUDAARCHS=$EBMFAST_GPU_ARCH
 echo "CUDAARCHS=${CUDAARCHS:-default}"
-"'"$PY"'" -m pip install -v --no-build-isolation --no-deps --no-index --upgrade --target "'"$SITE"'" .
-cd /tmp && "'"$PY"'" -c "import ebmfast, json; print(json.dumps(ebmfast.build_info()))"'
+"'"$PY"'" -m pip install -v --no-build-isolation --no-deps --no-index --upgrade --target "'"$SITE"'" .'
 stage build 330 190 "$BUILD_CMD"
 BUILD_RC=$?
-stage build_info 30 0 'cd /tmp && "'"$PY"'" -c "import ebmfast, json; i = ebmfast.build_info(); print(json.dumps(i)); assert i[\"cuda_available\"], \"ebmfast sees no CUDA device\""'
+cat > "$WORK/check_build.py" <<'PYEOF'
+import json, os, sys
+import ebmfast
+info = ebmfast.build_info()
+info["imported_from"] = os.path.dirname(ebmfast.__file__)
+print(json.dumps(info))
+site = os.path.realpath(os.environ["EBMFAST_SITE"])
+if not os.path.realpath(ebmfast.__file__).startswith(site + os.sep):
+    sys.exit(f"ebmfast is imported from {ebmfast.__file__}, not from the fresh build in {site} "
+             "(another install shadows it: uninstall it first)")
+if not info["cuda_available"]:
+    sys.exit("ebmfast sees no CUDA device (built with CUDA: %s)" % info["cuda_compiled"])
+PYEOF
+export EBMFAST_SITE=$SITE
+stage build_info 30 0 'cd /tmp && "'"$PY"'" "'"$WORK"'/check_build.py"'
 if (( BUILD_RC != 0 )); then
   echo "build failed: the tests and ebmfast benchmarks cannot run (see logs/build.log)"
 fi

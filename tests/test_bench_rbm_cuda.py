@@ -90,6 +90,7 @@ def test_no_gpu_fails_cleanly(monkeypatch, capsys, tmp_path, count, words):
 
 
 def test_cupy_tf32_env_is_removed(monkeypatch):
+    monkeypatch.setattr(G, "_TF32_ENV_AT_START", None)
     monkeypatch.setenv("CUPY_TF32", "1")
     monkeypatch.setitem(sys.modules, "cupy", _no_gpu_cupy(1))
     G.load_cupy()
@@ -97,14 +98,49 @@ def test_cupy_tf32_env_is_removed(monkeypatch):
     assert G._TF32_ENV_AT_START == "1"
 
 
+def test_cupy_tf32_compute_type_is_reset(monkeypatch):
+    """CuPy in TF32 mode for float32 GEMMs (CUPY_TF32=1 seen before we could remove it):
+    the floor is put back on the default (FP32) compute type, and the JSON says so."""
+    state = {"ct": 7}
+    L = types.ModuleType("cupy._core._routines_linalg")
+    L.get_compute_type = lambda dtype: state["ct"]
+    L.set_compute_type = lambda dtype, ct: state.update(ct=ct)
+    core = types.ModuleType("cupy._core")
+    core._routines_linalg = L
+    cp = _no_gpu_cupy(1)
+    cp._core = core
+    for name, mod in (("cupy", cp), ("cupy._core", core), ("cupy._core._routines_linalg", L)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert G.cupy_fp32_gemm_mode(cp) == "COMPUTE_TYPE_DEFAULT (was TF32, reset)"
+    assert state["ct"] == 1
+    assert G.cupy_fp32_gemm_mode(cp) == "COMPUTE_TYPE_DEFAULT"
+    monkeypatch.delitem(sys.modules, "cupy._core._routines_linalg")
+    monkeypatch.setitem(sys.modules, "cupy._core", types.ModuleType("cupy._core"))
+    assert G.cupy_fp32_gemm_mode(cp).startswith("unknown")
+
+
 def test_modules_import_no_cupy_or_torch():
+    """The bench modules load no CuPy or torch themselves (ebmfast's own CUDA glue may load
+    CuPy where it is installed), and import fine where importing CuPy would fail."""
     p = _run_py("""
         import sys
+        import ebmfast
+        before = ("cupy" in sys.modules, "torch" in sys.modules)
         import ebmfast.bench, ebmfast.bench_rbm_cuda, ebmfast.cli
-        print("LOADED", "cupy" in sys.modules, "torch" in sys.modules)
+        print("LOADED", before == ("cupy" in sys.modules, "torch" in sys.modules),
+              "torch" in sys.modules)
     """)
     assert p.returncode == 0, p.stderr
-    assert "LOADED False False" in p.stdout
+    assert "LOADED True False" in p.stdout
+    p = _run_py("""
+        import sys
+        sys.modules["cupy"] = None
+        sys.modules["torch"] = None
+        import ebmfast.bench, ebmfast.bench_rbm_cuda
+        print("IMPORTED", ebmfast.bench_rbm_cuda.ObviousRBM.__name__)
+    """)
+    assert p.returncode == 0, p.stderr
+    assert "IMPORTED ObviousRBM" in p.stdout
 
 
 def test_make_case_falls_back_to_random_rows(monkeypatch):

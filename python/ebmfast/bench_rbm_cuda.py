@@ -12,8 +12,9 @@ from the same data and initial parameters:
 * ``torch``  the same in PyTorch on CUDA (:class:`TorchRBM`, ``torch.sigmoid``,
   ``torch.rand``, TF32 matmuls off) when torch imports with CUDA, else skipped with the reason;
 * ``floor``  the dense GEMMs of the obvious algorithm alone through CuPy (cuBLAS, FP32
-  compute: ``CUPY_TF32`` is removed from the environment before CuPy loads and the
-  float32 compute type is checked), into preallocated outputs (``bench.floor_gemms``).
+  compute: ``CUPY_TF32``, which CuPy reads at its first float32 GEMM, is removed from the
+  environment before any, and the float32 compute type is checked and reset if it is
+  TF32), into preallocated outputs (``bench.floor_gemms``).
 
 Timing: CUDA events on the current stream (torch's events on torch's stream), one call
 between two events and a synchronisation after each call, so a figure is the latency of
@@ -560,18 +561,24 @@ def load_cupy():
     return cp
 
 
+_COMPUTE_NAME = {1: "COMPUTE_TYPE_DEFAULT", 7: "COMPUTE_TYPE_TF32"}
+
+
 def cupy_fp32_gemm_mode(cp) -> str:
     """CuPy's float32 GEMM compute type; forced back to the default (FP32) when it is TF32."""
     try:
         from cupy._core import _routines_linalg as L
-        ct = L.get_compute_type(np.float32)
-        tf32 = getattr(L, "COMPUTE_TYPE_TF32", None)
-        if tf32 is not None and ct == tf32:
-            L.set_compute_type(np.float32, L.COMPUTE_TYPE_DEFAULT)
-            return "tf32 (reset to default fp32)"
-        names = {getattr(L, k, None): k for k in ("COMPUTE_TYPE_DEFAULT", "COMPUTE_TYPE_PEDANTIC",
-                                                  "COMPUTE_TYPE_FP32", "COMPUTE_TYPE_TF32",
-                                                  "COMPUTE_TYPE_TBD")}
+        # the values of CuPy's cpdef enum, should it not be visible from Python
+        known = {"COMPUTE_TYPE_TBD": 0, "COMPUTE_TYPE_DEFAULT": 1, "COMPUTE_TYPE_PEDANTIC": 2,
+                 "COMPUTE_TYPE_FP16": 3, "COMPUTE_TYPE_FP32": 4, "COMPUTE_TYPE_FP64": 5,
+                 "COMPUTE_TYPE_BF16": 6, "COMPUTE_TYPE_TF32": 7}
+        val = {k: int(getattr(L, k, v)) for k, v in known.items()}
+        ct = int(L.get_compute_type(np.float32))
+        if ct == val["COMPUTE_TYPE_TF32"]:
+            L.set_compute_type(np.float32, val["COMPUTE_TYPE_DEFAULT"])
+            ct = int(L.get_compute_type(np.float32))
+            return f"{_COMPUTE_NAME.get(ct, ct)} (was TF32, reset)"
+        names = {v: k for k, v in val.items()}
         return names.get(ct, str(ct))
     except Exception as exc:  # noqa: BLE001 - private API, best effort
         return f"unknown ({type(exc).__name__})"
