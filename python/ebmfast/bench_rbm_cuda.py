@@ -886,6 +886,23 @@ def _epoch_data(smoke: bool) -> tuple[np.ndarray, dict]:
                    "description": f"5000 x 784 Bernoulli(0.13) rows (mnist5k unavailable: {exc})"}
 
 
+def _git_cwd() -> dict | None:
+    """Commit and dirty flag of the git checkout in the working directory, if any."""
+    import subprocess
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changed = [ln[3:] for ln in dirty.stdout.splitlines()] if dirty.returncode == 0 else None
+    return {"commit": commit.stdout.strip(), "dirty": bool(changed), "modified": changed,
+            "from": "working directory"}
+
+
 def _make_case(size) -> "_cpu.Case":
     """bench.make_case (mnist5k rows for 784 visibles); if loading the data fails in any
     way, Bernoulli(0.13) rows with the same initialisation rule, and the case says why."""
@@ -971,6 +988,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu = gpu_environment(cp, torch_state)
     threads = ebmfast.get_num_threads()
     env = _cpu._environment(threads)
+    if env.get("source") is None:  # installed, not editable: the checkout it was run from
+        env["source"] = _git_cwd()
     settings = {
         "sizes": [list(s) for s in sizes], "ops": list(args.ops), "precisions": list(args.precisions),
         "timing": timing, "noisy_rel_iqr": NOISY_REL_IQR, "quick": bool(args.quick),
