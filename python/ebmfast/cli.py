@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "bench", add_help=False,
         help="run a benchmark suite: --suite rbm (default; vs NumPy, scikit-learn, the GEMM "
-             "floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
+             "floor; --device cuda: vs CuPy, PyTorch, the cuBLAS floor), ising (vs NumPy, dwave-samplers, THRML), mcmc (continuous chains vs "
              "NumPy), bm (Boltzmann-machine training vs NumPy), hopfield (async recall vs "
              "NumPy and the GEMM floor), dbn (greedy DBN training epochs vs NumPy) or dbm (DBM "
              "two-block Gibbs vs NumPy and the GEMM floor); estimators (AIS and exact log Z "
