@@ -909,6 +909,122 @@ PYBIND11_MODULE(_core, m) {
         "(zero diagonal) or CSR (indptr int64, indices int32, data) of both triangles. `fields` "
         "(float32 [chains, n]) carries the local fields from one call to the next. Returns "
         "(flips per chain, energy after each sweep [n_sweeps, chains] or None).");
+  m.def("bm_step",
+        [](F64 W, F64 b, F64 vW, F64 vb, U8 data, I64 rows, std::optional<F64> chains,
+           uint64_t seed, int64_t clamped_step, int clamped_sweeps, int64_t free_step,
+           int free_sweeps, int64_t restart_chain_offset, std::optional<py::tuple> hyper,
+           F64 W_out, F64 b_out, std::optional<F64> vW_out, std::optional<F64> vb_out,
+           std::optional<F64> chains_out, std::optional<I8> clamped_out, std::optional<I8> free_out) {
+          require(W.ndim() == 2 && W.shape(0) == W.shape(1) && W.shape(0) >= 1,
+                  "W must be a square (n, n) array with n >= 1");
+          const int64_t n = W.shape(0);
+          auto vec = [&](const F64& a, const char* name) {
+            require(a.ndim() == 1 && a.shape(0) == n, std::string(name) + " must have shape (n,)");
+          };
+          auto mat = [&](const F64& a, const char* name, int64_t r) {
+            require(a.ndim() == 2 && a.shape(0) == r && a.shape(1) == n,
+                    std::string(name) + " must have shape (" + std::to_string(r) + ", n)");
+          };
+          vec(b, "b");
+          require(data.ndim() == 2 && data.shape(1) >= 1 && data.shape(1) <= n,
+                  "data must have shape (rows, n_observed) with 1 <= n_observed <= n");
+          const int64_t n_obs = data.shape(1);
+          require(rows.ndim() == 1 && rows.shape(0) >= 1, "rows must be a non-empty 1-D array");
+          const int64_t n_rows = rows.shape(0);
+          for (int64_t r = 0; r < n_rows; ++r)
+            require(rows.data()[r] >= 0 && rows.data()[r] < data.shape(0), "rows must index data");
+          require(clamped_sweeps >= 0 && free_sweeps >= 1, "clamped_sweeps >= 0 and free_sweeps >= 1");
+          require(clamped_sweeps == 0 || n_obs < n, "clamped sweeps need hidden units");
+          ebm::cpu::BmSchedule sch;
+          sch.seed = seed;
+          sch.clamped_step = check_u32(clamped_step, "clamped_step");
+          check_u32(clamped_step + clamped_sweeps, "clamped_step + clamped_sweeps");
+          sch.clamped_sweeps = clamped_sweeps;
+          sch.free_step = check_u32(free_step, "free_step");
+          check_u32(free_step + free_sweeps, "free_step + free_sweeps");
+          sch.free_sweeps = free_sweeps;
+          sch.restart_chain_offset = check_u32(restart_chain_offset, "restart_chain_offset");
+          const int64_t n_chains = chains ? chains->shape(0) : 0;
+          const int64_t n_free = chains ? n_chains : n_rows;
+          check_u32(std::max(n_rows, n_free) - 1, "chains - 1");
+          if (!chains) check_u32(restart_chain_offset + n_rows - 1, "restart_chain_offset + rows - 1");
+          ebm::cpu::BmModel M;
+          M.n = n;
+          M.W = W.data();
+          M.b = b.data();
+          ebm::cpu::BmBatch batch;
+          batch.n_observed = n_obs;
+          batch.data = data.data();
+          batch.rows = rows.data();
+          batch.n_rows = n_rows;
+          auto writable = [](auto& a, const char* name) {
+            require(a.writeable(), std::string(name) + " must be writeable");
+            return a.mutable_data();
+          };
+          if (chains) {
+            require(chains->ndim() == 2 && chains->shape(0) >= 1, "chains must have shape (n_chains, n)");
+            mat(*chains, "chains", n_chains);
+            batch.chains = chains->data();
+            batch.n_chains = n_chains;
+            if (chains_out) {
+              mat(*chains_out, "chains_out", n_chains);
+              batch.chains_out = writable(*chains_out, "chains_out");
+            }
+          }
+          if (clamped_out) {
+            require(clamped_out->ndim() == 2 && clamped_out->shape(0) == n_rows && clamped_out->shape(1) == n,
+                    "clamped_out must have shape (rows, n)");
+            batch.clamped_out = writable(*clamped_out, "clamped_out");
+          }
+          if (free_out) {
+            require(free_out->ndim() == 2 && free_out->shape(0) == n_free && free_out->shape(1) == n,
+                    "free_out must have shape (free chains, n)");
+            batch.free_out = writable(*free_out, "free_out");
+          }
+          mat(W_out, "W_out", n);
+          vec(b_out, "b_out");
+          ebm::cpu::BmOut out;
+          out.W = writable(W_out, "W_out");
+          out.b = writable(b_out, "b_out");
+          ebm::cpu::BmHyper hp;
+          if (hyper) {
+            require(hyper->size() == 3, "hyper must be (learning_rate, momentum, weight_decay)");
+            hp.learning_rate = (*hyper)[0].cast<double>();
+            hp.momentum = (*hyper)[1].cast<double>();
+            hp.weight_decay = (*hyper)[2].cast<double>();
+            mat(vW, "vW", n);
+            vec(vb, "vb");
+            M.vW = vW.data();
+            M.vb = vb.data();
+            require(vW_out && vb_out, "the update needs vW_out and vb_out");
+            mat(*vW_out, "vW_out", n);
+            vec(*vb_out, "vb_out");
+            out.vW = writable(*vW_out, "vW_out");
+            out.vb = writable(*vb_out, "vb_out");
+          }
+          // Outputs never alias inputs (a rejected update must leave the inputs as they were).
+          const void* ins[] = {W.data(), b.data(), vW.data(), vb.data(), chains ? chains->data() : nullptr};
+          const void* outs[] = {out.W, out.b, out.vW, out.vb, batch.chains_out};
+          for (const void* o : outs)
+            for (const void* i : ins) require(o == nullptr || o != i, "outputs must not share memory with inputs");
+          bool ok;
+          {
+            py::gil_scoped_release nogil;
+            ok = ebm::cpu::bm_step(M, batch, sch, hyper ? &hp : nullptr, out);
+          }
+          return ok;
+        },
+        py::arg("W"), py::arg("b"), py::arg("vW"), py::arg("vb"), py::arg("data"), py::arg("rows"),
+        py::arg("chains"), py::arg("seed"), py::arg("clamped_step"), py::arg("clamped_sweeps"),
+        py::arg("free_step"), py::arg("free_sweeps"), py::arg("restart_chain_offset"),
+        py::arg("hyper"), py::arg("W_out").noconvert(), py::arg("b_out").noconvert(),
+        py::arg("vW_out").noconvert() = py::none(), py::arg("vb_out").noconvert() = py::none(),
+        py::arg("chains_out").noconvert() = py::none(), py::arg("clamped_out").noconvert() = py::none(),
+        py::arg("free_out").noconvert() = py::none(),
+        "One Boltzmann-machine update (both phases, statistics, momentum / weight-decay step) "
+        "in one call; see kernels.h bm_step. hyper = (learning_rate, momentum, weight_decay), "
+        "or None: W_out, b_out receive the gradient. Returns False when the update was "
+        "rejected (non-finite or too large parameters).");
   m.def("gram",
         [](F32 Y) {
           require(Y.ndim() == 2, "Y must be 2-D");

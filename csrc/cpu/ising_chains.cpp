@@ -25,30 +25,6 @@ using namespace spin_block;
 
 constexpr int64_t kRefreshSweeps = 32;
 
-struct Block {
-  const IsingView* P;
-  const SweepPlan* plan;
-  int8_t* S;       // [n][16] spins of the block's chains
-  float* F;        // [n][16] local fields g = h + J s
-  int64_t* flips;  // [16]
-  double* energy;  // [16] per sweep, scratch
-  int lanes;       // valid lanes (the last block may be partial)
-  uint32_t chain0; // Philox chain of lane 0
-};
-
-// True where the proposal flip of spin s with field g is taken (u uniform in [0, 1)).
-// Metropolis: u < exp(-beta dE) with dE = -2 s g. Heat bath: s_new = +1 iff u < p(+1) =
-// 1 / (1 + exp(2 beta g)), a flip where that differs from s.
-template <bool kGibbs>
-EBM_INLINE vi16 decide(vf16 s, vf16 g, vf16 u, float beta) {
-  if constexpr (kGibbs) {
-    const vf16 p_up = 1.0f / (1.0f + exp16((2.0f * beta) * g));
-    return (u < p_up) != (s > 0.0f);
-  } else {
-    return u < exp16((2.0f * beta) * (g * s));
-  }
-}
-
 template <bool kGibbs>
 EBM_INLINE bool decide_lane(float s, float g, float u, float beta) {
   if constexpr (kGibbs) {
@@ -57,51 +33,6 @@ EBM_INLINE bool decide_lane(float s, float g, float u, float beta) {
   } else {
     return u < exp_f(2.0f * beta * (g * s));
   }
-}
-
-template <bool kDense, bool kGibbs>
-EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint32_t step) {
-  const IsingView& P = *B.P;
-  const uint8_t* clamped = B.plan->clamped;
-  const Csr G{P.indptr, P.indices, P.data};
-  const int64_t n = P.n;
-  const float* J = P.J;
-  float* const F = B.F;
-  int8_t* const S = B.S;
-  vi16 valid = {}, count = {};
-  for (int l = 0; l < kLanes; ++l) valid[l] = l < B.lanes ? -1 : 0;
-  alignas(64) float u[kSiteBlock * kLanes];  // u + 16 (i - i0): the 16 chains' uniforms of site i
-  int32_t site[kSiteBlock];
-  vf16 D[kSiteBlock];
-  for (int64_t i0 = 0; i0 < n; i0 += kSiteBlock) {
-    const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, n);
-    philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(i0 / 4),
-                       static_cast<int>((i_end - i0 + 3) / 4), u);
-    int m = 0;
-    for (int64_t i = i0; i < i_end; ++i) {
-      if (clamped != nullptr && clamped[i]) continue;
-      vf16 g = load16(F + kLanes * i);
-      if constexpr (kDense)
-        for (int q = 0; q < m; ++q)  // flips earlier in this site block, not yet in F
-          g += J[n * site[q] + i] * D[q];
-      const vf16 s = load_spins(S + kLanes * i);
-      const vi16 flip = decide<kGibbs>(s, g, load16(u + kLanes * (i - i0)), beta) & valid;
-      // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
-      // update of a few neighbours is cheaper than the test.
-      if (kDense && !any_lane(flip)) continue;
-      const vf16 d = flip ? -2.0f * s : vf16{};
-      store_spins(S + kLanes * i, s + d);
-      count -= flip;
-      if constexpr (kDense) {
-        site[m] = static_cast<int32_t>(i);
-        D[m++] = d;
-      } else {
-        move_fields_csr(G, i, d, F);
-      }
-    }
-    if constexpr (kDense) move_fields_lanes(P, site, D, m, F);
-  }
-  for (int l = 0; l < B.lanes; ++l) B.flips[l] += count[l];
 }
 
 template <bool kDense, bool kGibbs>

@@ -129,6 +129,60 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
 void ising_energies_csr(int64_t n, const double* h, const int64_t* indptr, const int32_t* indices,
                         const double* data, const int8_t* S, int64_t chains, double* out);
 
+// --- Boltzmann-machine training (bm_train.cpp)
+// A {0,1} BM of n units (visible, label, hidden; the first n_observed are the data's) with
+// E(y) = -1/2 y^T W y - b^T y, sampled in its Ising form J = -W/4, h = -b/2 - sum_j W_ij/4
+// (W symmetric).
+struct BmModel {
+  int64_t n = 0;
+  const double* W = nullptr;   // [n, n]
+  const double* b = nullptr;   // [n]
+  const double* vW = nullptr;  // [n, n] velocity (update only)
+  const double* vb = nullptr;  // [n]
+};
+struct BmBatch {
+  int64_t n_observed = 0;
+  const uint8_t* data = nullptr;   // [*, n_observed] {0,1} observed units of the data set
+  const int64_t* rows = nullptr;   // [n_rows] the batch: row indices into data
+  int64_t n_rows = 0;
+  const double* chains = nullptr;  // [n_chains, n] {0,1} persistent chains (read), or null:
+                                   // the free phase restarts at the batch (n_rows chains)
+  double* chains_out = nullptr;    // [n_chains, n] (w, or null) the chains after the free phase
+  int64_t n_chains = 0;
+  int8_t* clamped_out = nullptr;   // [n_rows, n] (w, or null) clamped-phase states, +-1
+  int8_t* free_out = nullptr;      // [free chains, n] (w, or null) free-phase states, +-1
+};
+// Philox use, that of bm.py's composition of ising_chains calls: clamped row r starts its
+// hidden units from unit i of kStreamInit at (chain r, clamped_step) (u < 0.5: on) and
+// sweeps t = 0..clamped_sweeps-1 at (chain r, clamped_step + t); restarted free chain r
+// starts from kStreamInit at (restart_chain_offset + r, free_step); free chain c sweeps at
+// (chain c, free_step + t). Sequential heat-bath sweeps, unit i = site i of kStreamAccept.
+struct BmSchedule {
+  uint64_t seed = 0;
+  uint32_t clamped_step = 0;
+  int clamped_sweeps = 0;
+  uint32_t free_step = 0;
+  int free_sweeps = 0;
+  uint32_t restart_chain_offset = 0;
+};
+struct BmHyper {
+  double learning_rate = 0.0, momentum = 0.0, weight_decay = 0.0;
+};
+struct BmOut {
+  double* W = nullptr;   // [n, n] (w) the new W, or the gradient dW without hyper
+  double* b = nullptr;   // [n] (w) the new b, or db
+  double* vW = nullptr;  // [n, n] (w) update only
+  double* vb = nullptr;  // [n] (w)
+};
+// One update: both phases, the gradient dW = <y y^T>_clamped - <y y^T>_free (zero
+// diagonal), db = <y>_clamped - <y>_free, and with hyper the update velocity = momentum *
+// velocity + lr * (grad - weight_decay * W) (no decay on b), W += velocity, W = (W + W^T)/2
+// with a zero diagonal. Outputs must not alias inputs. Returns false (outputs then
+// meaningless) when the new parameters are not finite or |W| n or |b| reach 1e37 (the
+// float32 Ising form would overflow); without hyper, true.
+bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, const BmHyper* hyper,
+             const BmOut& out);
+
 // --- Hopfield recall (hopfield_recall.cpp)
 // Deterministic asynchronous recall of the cues S [cues, n] (+-1 int8, in place) under
 // z = J s + h with P.J dense symmetric (zero diagonal): y_i <- sign(z_i), unchanged where

@@ -1,16 +1,21 @@
 // Blocks of sixteen +-1 spin chains: lane l of a SIMD register = chain c0 + l. The
-// spin-chain sampler (ising_chains.cpp) holds its blocks site-major ([n][16]) and uses
-// all of this: spin load/store through int32 lanes, the field refresh F = h + J S, the
-// incremental field moves after flips (dense moves of a site block merged eight rows per
-// pass, CSR moves per site, scalar moves of one lane) and the block gather. Hopfield
+// spin-chain sampler (ising_chains.cpp) and the Boltzmann-machine training step
+// (bm_train.cpp) hold their blocks site-major ([n][16]) and use all of this: spin
+// load/store through int32 lanes, the field refresh F = h + J S, the incremental field
+// moves after flips (dense moves of a site block merged eight rows per pass, CSR moves per
+// site, scalar moves of one lane), the block gather and the sequential sweep (incremental
+// fields, or lazy ones computed per site block). Hopfield
 // recall (hopfield_recall.cpp) shares the blocking (kLanes, any_lane) but keeps its blocks
 // lane-major: see the note at the top of that file.
 // Header-only: every helper is inlined into the target_clones of its caller.
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
+#include "common/philox.h"
 #include "common/views.h"
 #include "cpu/kernels.h"
+#include "cpu/philox_run.h"
 #include "cpu/scratch.h"
 #include "cpu/simd.h"
 
@@ -82,32 +87,53 @@ EBM_INLINE void move_fields_lane(const IsingView& P, int64_t i, int l, float d, 
   }
 }
 
-// Dense couplings: the flips of a site block reach every field in passes of eight sites, F_j += sum_q J[site_q][j] d_q for all sixteen lanes at
-// once (a J element feeds sixteen chains; work grows with lanes x sites, not flips).
+// Dense couplings: the flips of a site block reach the fields of the sites [j0, j1) in
+// passes of eight sites, F_j += sum_q J[site_q][j] d_q for all sixteen lanes at once (a J
+// element feeds sixteen chains; work grows with lanes x sites, not flips). With d_q the
+// spins themselves instead of their changes, the same passes compute fields (J symmetric:
+// J[site_q][j] = J[j][site_q]).
 template <int M>
-EBM_INLINE void move_fields_dense(const IsingView& P, const int32_t* site, const vf16* D, float* F) {
+EBM_INLINE void move_fields_dense(const IsingView& P, const int32_t* site, const vf16* D, float* F,
+                                  int64_t j0, int64_t j1) {
   const float* rows[M];
   vf16 d[M];
   for (int q = 0; q < M; ++q) { rows[q] = P.J + P.n * site[q]; d[q] = D[q]; }
-  for (int64_t j = 0; j < P.n; ++j) {
+  for (int64_t j = j0; j < j1; ++j) {
     vf16 acc = load16(F + kLanes * j);
     for (int q = 0; q < M; ++q) acc += rows[q][j] * d[q];
     store16(F + kLanes * j, acc);
   }
 }
 
-EBM_INLINE void move_fields_lanes(const IsingView& P, const int32_t* site, const vf16* D, int m, float* F) {
+EBM_INLINE void move_fields_lanes(const IsingView& P, const int32_t* site, const vf16* D, int m,
+                                  float* F, int64_t j0, int64_t j1) {
   int q0 = 0;
-  for (; q0 + 8 <= m; q0 += 8) move_fields_dense<8>(P, site + q0, D + q0, F);
+  for (; q0 + 8 <= m; q0 += 8) move_fields_dense<8>(P, site + q0, D + q0, F, j0, j1);
   switch (m - q0) {
-    case 1: move_fields_dense<1>(P, site + q0, D + q0, F); break;
-    case 2: move_fields_dense<2>(P, site + q0, D + q0, F); break;
-    case 3: move_fields_dense<3>(P, site + q0, D + q0, F); break;
-    case 4: move_fields_dense<4>(P, site + q0, D + q0, F); break;
-    case 5: move_fields_dense<5>(P, site + q0, D + q0, F); break;
-    case 6: move_fields_dense<6>(P, site + q0, D + q0, F); break;
-    case 7: move_fields_dense<7>(P, site + q0, D + q0, F); break;
+    case 1: move_fields_dense<1>(P, site + q0, D + q0, F, j0, j1); break;
+    case 2: move_fields_dense<2>(P, site + q0, D + q0, F, j0, j1); break;
+    case 3: move_fields_dense<3>(P, site + q0, D + q0, F, j0, j1); break;
+    case 4: move_fields_dense<4>(P, site + q0, D + q0, F, j0, j1); break;
+    case 5: move_fields_dense<5>(P, site + q0, D + q0, F, j0, j1); break;
+    case 6: move_fields_dense<6>(P, site + q0, D + q0, F, j0, j1); break;
+    case 7: move_fields_dense<7>(P, site + q0, D + q0, F, j0, j1); break;
     default: break;
+  }
+}
+
+// F_j += sum_{k in [k0, k1)} J_jk s_k for j in [j0, j1): the spins of the sites [k0, k1)
+// through the merged passes, 32 sources at a time.
+EBM_INLINE void add_fields_from(const IsingView& P, const int8_t* S, int64_t k0, int64_t k1,
+                                float* F, int64_t j0, int64_t j1) {
+  int32_t site[kSiteBlock];
+  vf16 D[kSiteBlock];
+  for (int64_t a = k0; a < k1; a += kSiteBlock) {
+    const int m = static_cast<int>(std::min<int64_t>(kSiteBlock, k1 - a));
+    for (int q = 0; q < m; ++q) {
+      site[q] = static_cast<int32_t>(a + q);
+      D[q] = load_spins(S + kLanes * (a + q));
+    }
+    move_fields_lanes(P, site, D, m, F, j0, j1);
   }
 }
 
@@ -117,6 +143,96 @@ inline void gather_block(const int8_t* S, int64_t n, int64_t c0, int lanes, int8
   for (int64_t i = 0; i < n; ++i)
     for (int l = 0; l < kLanes; ++l)
       Sb[kLanes * i + l] = l < lanes ? S[(c0 + l) * n + i] : int8_t{1};
+}
+
+struct Block {
+  const IsingView* P;
+  const SweepPlan* plan;
+  int8_t* S;       // [n][16] spins of the block's chains
+  float* F;        // [n][16] local fields g = h + J s
+  int64_t* flips;  // [16]
+  double* energy;  // [16] per sweep, scratch
+  int lanes;       // valid lanes (the last block may be partial)
+  uint32_t chain0; // Philox chain of lane 0
+  // Lazy fields only (sweep_sequential<true, kGibbs, true>): the sites below first_free
+  // are clamped, and base [n][16] holds h + J s over them for the sites from first_free on.
+  const float* base = nullptr;
+  int64_t first_free = 0;
+};
+
+// True where the proposal flip of spin s with field g is taken (u uniform in [0, 1)).
+// Metropolis: u < exp(-beta dE) with dE = -2 s g. Heat bath: s_new = +1 iff u < p(+1) =
+// 1 / (1 + exp(2 beta g)), a flip where that differs from s.
+template <bool kGibbs>
+EBM_INLINE vi16 decide(vf16 s, vf16 g, vf16 u, float beta) {
+  if constexpr (kGibbs) {
+    const vf16 p_up = 1.0f / (1.0f + exp16((2.0f * beta) * g));
+    return (u < p_up) != (s > 0.0f);
+  } else {
+    return u < exp16((2.0f * beta) * (g * s));
+  }
+}
+
+// One sequential sweep (sites 0..n-1; site i draws unit i of kStreamAccept at (chain, step)).
+// Incremental fields (kLazy false): F holds h + J s on entry and is kept up to date, the
+// flips of each site block merged into every field after the block. Lazy fields (dense
+// only): the fields of a site block are computed from the current spins just before it,
+// F = base + J S over the free sites, and nothing is moved afterwards: one sweep costs n_free
+// x n_free multiply-adds per lane whatever the flips, against a refresh plus moves into
+// every field for the incremental form, and the fields of clamped sites are never touched.
+// Either way flips earlier in the same site block are added on the fly.
+template <bool kDense, bool kGibbs, bool kLazy = false>
+EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint32_t step) {
+  static_assert(kDense || !kLazy, "lazy fields need dense couplings");
+  const IsingView& P = *B.P;
+  const uint8_t* clamped = B.plan->clamped;
+  const Csr G{P.indptr, P.indices, P.data};
+  const int64_t n = P.n;
+  const int64_t first = kLazy ? B.first_free : 0;
+  const float* J = P.J;
+  float* const F = B.F;
+  int8_t* const S = B.S;
+  vi16 valid = {}, count = {};
+  for (int l = 0; l < kLanes; ++l) valid[l] = l < B.lanes ? -1 : 0;
+  alignas(64) float u[kSiteBlock * kLanes];  // u + 16 (i - i0): the 16 chains' uniforms of site i
+  int32_t site[kSiteBlock];
+  vf16 D[kSiteBlock];
+  // Site blocks stay aligned to kSiteBlock (the Philox blocks of the units do not move).
+  for (int64_t i0 = first / kSiteBlock * kSiteBlock; i0 < n; i0 += kSiteBlock) {
+    const int64_t i_end = std::min<int64_t>(i0 + kSiteBlock, n);
+    const int64_t i_begin = std::max(i0, first);
+    if constexpr (kLazy) {
+      std::memcpy(F + kLanes * i_begin, B.base + kLanes * i_begin,
+                  sizeof(float) * kLanes * static_cast<size_t>(i_end - i_begin));
+      add_fields_from(P, S, first, n, F, i_begin, i_end);
+    }
+    philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(i0 / 4),
+                       static_cast<int>((i_end - i0 + 3) / 4), u);
+    int m = 0;
+    for (int64_t i = i_begin; i < i_end; ++i) {
+      if (clamped != nullptr && clamped[i]) continue;
+      vf16 g = load16(F + kLanes * i);
+      if constexpr (kDense)
+        for (int q = 0; q < m; ++q)  // flips earlier in this site block, not yet in F
+          g += J[n * site[q] + i] * D[q];
+      const vf16 s = load_spins(S + kLanes * i);
+      const vi16 flip = decide<kGibbs>(s, g, load16(u + kLanes * (i - i0)), beta) & valid;
+      // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
+      // update of a few neighbours is cheaper than the test.
+      if (kDense && !any_lane(flip)) continue;
+      const vf16 d = flip ? -2.0f * s : vf16{};
+      store_spins(S + kLanes * i, s + d);
+      count -= flip;
+      if constexpr (kDense) {
+        site[m] = static_cast<int32_t>(i);
+        D[m++] = d;
+      } else {
+        move_fields_csr(G, i, d, F);
+      }
+    }
+    if constexpr (kDense && !kLazy) move_fields_lanes(P, site, D, m, F, 0, n);
+  }
+  for (int l = 0; l < B.lanes; ++l) B.flips[l] += count[l];
 }
 
 }  // namespace ebm::cpu::spin_block

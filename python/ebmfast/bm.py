@@ -70,7 +70,7 @@ class BoltzmannMachine:
         self.seed_ = check_seed(seed)
         self.progress = check_bool(progress, "progress")
         n = self.n_units
-        # W, its velocity, an update's new W and its transpose (float64), J and a Gram (float32)
+        # W and its velocity, a second set for the update to write (float64), J (float32)
         check_memory(40.0 * n * n, f"BoltzmannMachine with {n} units")
         from .ising import _device
         self.device = _device(device)  # "auto" stays on the CPU until CUDA is verified
@@ -97,8 +97,9 @@ class BoltzmannMachine:
 
     # ------------------------------------------------------------------ sampling core
 
-    def _random_states(self, rows: int, chain_offset: int = 0) -> np.ndarray:
-        u = _core.philox_uniforms(self.seed_, STREAM_INIT, self.step_, rows, self.n_units, chain_offset)
+    def _random_states(self, rows: int, chain_offset: int = 0, step: int | None = None) -> np.ndarray:
+        step = self.step_ if step is None else step
+        u = _core.philox_uniforms(self.seed_, STREAM_INIT, step, rows, self.n_units, chain_offset)
         return (u < 0.5).astype(np.float64)
 
     def _sweeps(self, Y: np.ndarray, betas, clamp: np.ndarray | None) -> np.ndarray:
@@ -181,7 +182,14 @@ class BoltzmannMachine:
     def gradient(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
         """Monte-Carlo gradient of the mean log-likelihood: (dW, db) = <y y^T>_clamped -
         <y y^T>_free (zero diagonal), <y>_clamped - <y>_free. Advances the chains."""
-        return self._gradient(self._data(X, y))
+        D = self._data(X, y)
+        if self.device != "cpu":
+            return self._gradient(D)
+        n = self.n_units
+        dW, db = np.empty((n, n)), np.empty(n)
+        self._fused_step(np.ascontiguousarray(D, dtype=np.uint8), np.arange(D.shape[0]),
+                         (dW, db, None, None, self._chains_buffer()), update=False)
+        return dW, db
 
     def _gradient(self, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         P = self._clamped_states(D)
@@ -192,6 +200,58 @@ class BoltzmannMachine:
         dW = gram(P) / P.shape[0] - gram(Q) / Q.shape[0]
         np.fill_diagonal(dW, 0.0)
         return dW, P.mean(axis=0) - Q.mean(axis=0)
+
+    # The CPU path of training: one kernel call per mini-batch (_core.bm_step) does what
+    # _clamped_states + _free_states + the statistics + _update_unchecked do, on the same
+    # Philox units (so the same states, up to float32 rounding of the fields: the kernel
+    # computes them per site block instead of moving them after each flip), with exact
+    # integer statistics and the same float64 update. The composition above stays as the
+    # CUDA path and, with reference.bm_step, as the test oracle.
+
+    def _parameters(self) -> tuple[np.ndarray, ...]:
+        """W, b and their velocities as C-contiguous float64 arrays of the model's shapes."""
+        n = self.n_units
+        out = []
+        for name, shape in (("W", (n, n)), ("b", (n,)), ("_vW", (n, n)), ("_vb", (n,))):
+            a = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+            if a.shape != shape:
+                raise ValueError(f"{name.lstrip('_')} must have shape {shape}, got {a.shape}")
+            out.append(a)
+        return tuple(out)
+
+    def _chains_buffer(self) -> np.ndarray | None:
+        return np.empty((self.n_chains, self.n_units)) if self.method == "pcd" else None
+
+    def _fused_step(self, data: np.ndarray, rows: np.ndarray, out: tuple, update: bool = True) -> None:
+        """One update (update=False: the gradient into out[0], out[1]) of the batch
+        data[rows] in one kernel call. out = (W, b, vW, vb, chains) arrays the call writes;
+        they become the model's state only when the update is accepted, so a diverging one
+        raises FloatingPointError and leaves the model (step counter and chains included)
+        as it was."""
+        cs = self.clamped_sweeps if self.n_hidden else 0
+        step0 = self.step_
+        check_steps(step0, cs + self.free_sweeps, "n_sweeps")
+        free_step = step0 + cs
+        chains = None
+        if self.method == "pcd":
+            chains = self.chains_
+            if chains is None:
+                chains = self._random_states(self.n_chains, chain_offset=2**21, step=free_step)
+            chains = np.ascontiguousarray(chains, dtype=np.float64)
+        W, b, vW, vb = self._parameters()
+        hyper = (self.learning_rate, self.momentum, self.weight_decay) if update else None
+        ok = _core.bm_step(W, b, vW, vb, data, rows, chains, self.seed_, step0, cs, free_step,
+                           self.free_sweeps, 2**20, hyper, out[0], out[1], out[2], out[3], out[4])
+        if not ok:
+            raise FloatingPointError("the update produced non-finite parameters and was "
+                                     f"discarded; lower learning_rate (now {self.learning_rate}) "
+                                     f"or momentum (now {self.momentum})")
+        # the commit: no call between these assignments
+        if update:
+            self.W, self.b, self._vW, self._vb = out[0], out[1], out[2], out[3]
+        if chains is not None:
+            self.chains_ = out[4]
+        self.step_ = free_step + self.free_sweeps
 
     def _update(self, D: np.ndarray) -> None:
         """One update; a diverging one raises FloatingPointError and leaves the model (step
@@ -249,6 +309,15 @@ class BoltzmannMachine:
             _checkpoint.adopt(self, model, keep=("progress",))
         target = fit_meta["target"] if fit_meta is not None else self.epochs_trained_ + self.epochs
         n = D.shape[0]
+        fused = self.device == "cpu"
+        if fused:
+            data = np.ascontiguousarray(D, dtype=np.uint8)
+            # Two sets of output arrays owned by this call, used in turn: an update reads one
+            # and writes the other, so arrays the caller handed in (or holds from an earlier
+            # fit) are never written.
+            m, k = self.n_units, 0
+            bufs = [(np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m),
+                     self._chains_buffer()) for _ in range(2)]
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -260,7 +329,11 @@ class BoltzmannMachine:
                 order = np.argsort(keys, kind="stable")
                 for start in range(0, n, self.batch_size):
                     try:
-                        self._update(D[order[start:start + self.batch_size]])
+                        if fused:
+                            self._fused_step(data, order[start:start + self.batch_size], bufs[k])
+                            k ^= 1
+                        else:
+                            self._update(D[order[start:start + self.batch_size]])
                     except FloatingPointError as exc:
                         raise FloatingPointError(f"training diverged in epoch {self.epochs_trained_ + 1}: {exc}") from None
                 self.epochs_trained_ += 1

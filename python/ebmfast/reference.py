@@ -333,6 +333,52 @@ def ising_sweeps(h, Jsym, S, betas, *, gibbs: bool, seed: int, step: int, chain_
     return S.astype(np.int8), flips
 
 
+# Boltzmann machine ({0,1} units, E = -1/2 y^T W y - b^T y), sampled in its Ising form
+# J = -W/4, h = -b/2 - sum_j W_ij / 4 (dimod's sign, the ising_sweeps above).
+
+def bm_step(W, b, vW, vb, D, chains, *, n_observed: int, seed: int, step: int,
+            clamped_sweeps: int, free_sweeps: int, learning_rate: float, momentum: float,
+            weight_decay: float, restart_chain_offset: int = 2**20):
+    """One Boltzmann-machine update, the phases one after the other (the spec of the fused
+    kernel ``_core.bm_step``). Clamped phase: the batch D (rows, n_observed) on the first
+    units, the others from STREAM_INIT at (row, step) (u < 0.5: on), then
+    ``clamped_sweeps`` heat-bath sweeps over them at steps step.. (none without hidden
+    units). Free phase, from step f = step + the clamped sweeps: the persistent ``chains``
+    (n_chains, n) {0,1}, or (None) the batch with the other units from STREAM_INIT at
+    (restart_chain_offset + row, f); ``free_sweeps`` sweeps over all units. Then dW =
+    <y y^T>_P - <y y^T>_Q (zero diagonal), db = <y>_P - <y>_Q, velocity = momentum *
+    velocity + lr * (grad - weight_decay * W), W = sym(W + velocity) with a zero diagonal.
+    Returns (P, Q, dW, db, W_new, b_new, vW_new, vb_new), P and Q the {0,1} final states."""
+    W = np.asarray(W, np.float64)
+    b = np.asarray(b, np.float64)
+    D = np.asarray(D, np.float64)
+    n = W.shape[0]
+    h, Jsym = -0.5 * b - 0.25 * W.sum(axis=1), -0.25 * W
+    rows = D.shape[0]
+    cs = clamped_sweeps if n_observed < n else 0
+    P = (uniform_grid(seed, STREAM_INIT, step, rows, n) < 0.5).astype(np.float64)
+    P[:, :n_observed] = D
+    if cs:
+        S, _ = ising_sweeps(h, Jsym, 2 * P - 1, np.ones(cs), gibbs=True, seed=seed, step=step,
+                            clamped=np.arange(n) < n_observed)
+        P = (S > 0).astype(np.float64)
+    f = step + cs
+    if chains is None:
+        Q = (uniform_grid(seed, STREAM_INIT, f, rows, n, restart_chain_offset) < 0.5).astype(np.float64)
+        Q[:, :n_observed] = D
+    else:
+        Q = np.asarray(chains, np.float64)
+    S, _ = ising_sweeps(h, Jsym, 2 * Q - 1, np.ones(free_sweeps), gibbs=True, seed=seed, step=f)
+    Q = (S > 0).astype(np.float64)
+    dW = P.T @ P / rows - Q.T @ Q / Q.shape[0]
+    np.fill_diagonal(dW, 0.0)
+    db = P.mean(axis=0) - Q.mean(axis=0)
+    W_new, vW_new = momentum_update(W, vW, dW, learning_rate, momentum, weight_decay)
+    b_new, vb_new = momentum_update(b, vb, db, learning_rate, momentum)
+    np.fill_diagonal(W_new, 0.0)
+    return P, Q, dW, db, 0.5 * (W_new + W_new.T), b_new, vW_new, vb_new
+
+
 # 2-D lattice (lecture sign): E = -J sum_<ij> s_i s_j - h sum_i s_i on a periodic L x L grid.
 # Checkerboard sweeps: colour c = (i + j) % 2; half-sweep c of sweep t uses Philox step
 # step + 2t + c, and the site (i, j) of that colour draws unit i*(L/2) + j//2.
