@@ -186,3 +186,113 @@ def test_cuda_sampling_matches_cpu():
     b = random_bm(6, 4, seed=3, device="cuda")
     # same Philox stream; expf vs the CPU's polynomial may move a rare decision
     assert np.mean(a.sample(500, n_sweeps=20) == b.sample(500, n_sweeps=20)) >= 0.999
+
+
+# --------------------------------------------------------------------------- fused CPU step
+
+def _random_state(m, rng, scale=0.5):
+    n = m.n_units
+    W = np.triu(rng.standard_normal((n, n)) * scale, 1)
+    vW = np.triu(rng.standard_normal((n, n)) * 0.01, 1)
+    m.W, m._vW = W + W.T, vW + vW.T
+    m.b, m._vb = rng.standard_normal(n) * scale, rng.standard_normal(n) * 0.01
+
+
+# units 1, 7, 33, 65 (visible, labels, hidden); batch rows and chains straddle the 16-chain
+# blocks of the kernel.
+@pytest.mark.parametrize("method", ["pcd", "restart"])
+@pytest.mark.parametrize("rows", [1, 15, 17, 33])
+@pytest.mark.parametrize("sizes", [(1, 0, 0), (3, 0, 4), (20, 3, 10), (30, 5, 30)])
+def test_fused_step_equals_the_composition_of_phases(sizes, rows, method):
+    """_core.bm_step (one call: both phases, statistics, update) against reference.bm_step
+    (NumPy: init, clamped sweeps, free sweeps, Y^T Y, momentum update) on the same stream."""
+    from ebmfast import _core
+    from ebmfast import reference as R
+    nv, nl, nh = sizes
+    rng = np.random.default_rng(rows * 100 + sum(sizes))
+    m = ef.BoltzmannMachine(nv, nh, n_labels=nl, seed=5, method=method, n_chains=rows + 2,
+                            clamped_sweeps=3, free_sweeps=2, learning_rate=0.1, momentum=0.5,
+                            weight_decay=1e-3, batch_size=rows, epochs=1)
+    _random_state(m, rng)
+    X = (rng.random((rows, nv)) < 0.5).astype(float)
+    y = rng.integers(0, nl, rows) if nl else None
+    # fit's batch order (the Philox shuffle of epoch 0): row r of the batch is chain r
+    order = np.argsort(_core.philox_uniforms(m.seed_, R.STREAM_SHUFFLE, 0, 1, rows)[0], kind="stable")
+    D = m._data(X, y)[order]
+    n, n_obs = m.n_units, m.n_observed
+    chains = (rng.random((m.n_chains, n)) < 0.5).astype(float) if method == "pcd" else None
+    m.chains_ = chains
+    step = 40  # crosses no refresh boundary of the reference; any step will do
+    m.step_ = step
+    ref = R.bm_step(m.W, m.b, m._vW, m._vb, D, chains, n_observed=n_obs, seed=m.seed_, step=step,
+                    clamped_sweeps=3, free_sweeps=2, learning_rate=0.1, momentum=0.5,
+                    weight_decay=1e-3)
+    P_ref, Q_ref, dW_ref, db_ref, W_ref, b_ref, vW_ref, vb_ref = ref
+
+    # the kernel with its states exposed
+    cs = 3 if nh else 0
+    P = np.empty((rows, n), np.int8)
+    Q = np.empty((Q_ref.shape[0], n), np.int8)
+    dW, db = np.empty((n, n)), np.empty(n)
+    assert _core.bm_step(m.W, m.b, m._vW, m._vb, D.astype(np.uint8), np.arange(rows), chains,
+                         m.seed_, step, cs, step + cs, 2, 2**20, None, dW, db,
+                         clamped_out=P, free_out=Q)
+    # Same Philox units; the kernel's float32 fields could move a decision only where u lies
+    # within ~1e-6 of p (~1e-6 per decision, a few 1e3 decisions here): states identical.
+    np.testing.assert_array_equal(P > 0, P_ref > 0)
+    np.testing.assert_array_equal(Q > 0, Q_ref > 0)
+    # the statistics are counts / rows in float64 on both sides: identical states, equal bits
+    np.testing.assert_array_equal(dW, dW_ref)
+    np.testing.assert_array_equal(db, db_ref)
+
+    # the model's update (fit on that one batch) against the reference update
+    m.fit(X, y) if nl else m.fit(X)
+    # A few float64 roundings of the same operations (the kernel does them in bm.py's order
+    # without fused multiply-adds, so in practice the bits agree): 4 ulp of the operands.
+    eps = np.finfo(np.float64).eps
+    for got, want, scale in ((m.W, W_ref, np.abs(ref[4]) + np.abs(vW_ref)),
+                             (m._vW, vW_ref, np.abs(vW_ref) + 0.1 * np.abs(dW_ref) + 1e-300),
+                             (m.b, b_ref, np.abs(b_ref) + np.abs(vb_ref)),
+                             (m._vb, vb_ref, np.abs(vb_ref) + 0.1 * np.abs(db_ref) + 1e-300)):
+        assert np.all(np.abs(got - want) <= 4 * eps * scale)
+    assert np.array_equal(m.W, m.W.T) and not np.diag(m.W).any()
+    assert m.step_ == step + cs + 2
+    if method == "pcd":
+        np.testing.assert_array_equal(m.chains_, Q_ref)
+
+
+def test_fused_gradient_equals_the_kernel_composition():
+    """gradient() on the CPU (one fused call) against bm.py's composition of ising_chains
+    calls and the Gram of the states, which the CUDA path runs: same stream, same numbers."""
+    X, y = ef.datasets.digits(return_labels=True)
+    X, y = X[:37], np.asarray(y)[:37]
+    a, b = (ef.BoltzmannMachine(64, 19, n_labels=10, seed=3, n_chains=21, clamped_sweeps=4,
+                                free_sweeps=3) for _ in range(2))
+    rng = np.random.default_rng(7)
+    _random_state(a, rng, scale=0.2)
+    b.W, b.b = a.W.copy(), a.b.copy()
+    for _ in range(2):  # the second call continues the persistent chains
+        dW, db = a.gradient(X, y)
+        dW2, db2 = b._gradient(b._data(X, y))
+        np.testing.assert_array_equal(dW, dW2)
+        np.testing.assert_array_equal(db, db2)
+        np.testing.assert_array_equal(a.chains_, b.chains_)
+        assert a.step_ == b.step_
+
+
+def test_fused_step_rejects_bad_arguments():
+    from ebmfast import _core
+    n = 5
+    W, b = np.zeros((n, n)), np.zeros(n)
+    D = np.zeros((4, 3), np.uint8)
+    out = (np.empty((n, n)), np.empty(n))
+    with pytest.raises(ValueError, match="rows must index data"):
+        _core.bm_step(W, b, W, b, D, np.array([0, 4]), None, 1, 0, 1, 1, 1, 2**20, None, *out)
+    with pytest.raises(ValueError, match="must not share memory"):
+        _core.bm_step(W, b, W, b, D, np.array([0]), None, 1, 0, 1, 1, 1, 2**20, None, W, b)
+    with pytest.raises(ValueError, match="chains"):
+        _core.bm_step(W, b, W, b, D, np.array([0]), np.zeros((3, 4)), 1, 0, 1, 1, 1, 2**20, None, *out)
+    with pytest.raises(ValueError, match="W must have shape"):
+        m = ef.BoltzmannMachine(3, 2)
+        m.W = np.zeros((4, 4))
+        m.fit(np.zeros((2, 3)))

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include "common/philox.h"
 #include "cpu/kernels.h"
 #include "cpu/philox_run.h"
@@ -41,8 +42,9 @@ struct Phase {
   uint32_t init_step = 0;
   double* states_out = nullptr;  // [chains, n] (w, or null) final states {0,1}
   int8_t* spins_out = nullptr;   // [chains, n] (w, or null) final states +-1
-  uint16_t* masks = nullptr;     // [n][mask_stride] (w) bit l of entry blk: chain 16 blk + l is 1
-  int64_t mask_stride = 0;
+  uint16_t* masks = nullptr;     // [n][4 words] (w) bit l of entry blk: chain 16 blk + l is on;
+  int64_t words = 0;             // read as 64-bit words, four blocks each
+
 };
 
 EBM_CLONES void run_bm_block(const IsingView& P, const BmBatch& batch, const Phase& ph,
@@ -85,7 +87,7 @@ EBM_CLONES void run_bm_block(const IsingView& P, const BmBatch& batch, const Pha
   for (int64_t i = 0; i < n; ++i) {
     uint32_t m = 0;
     for (int l = 0; l < lanes; ++l) m |= static_cast<uint32_t>(S[kLanes * i + l] > 0) << l;
-    ph.masks[i * ph.mask_stride + blk] = static_cast<uint16_t>(m);
+    ph.masks[i * 4 * ph.words + blk] = static_cast<uint16_t>(m);
   }
   for (int l = 0; l < lanes; ++l) {
     if (ph.states_out != nullptr)
@@ -95,21 +97,116 @@ EBM_CLONES void run_bm_block(const IsingView& P, const BmBatch& batch, const Pha
   }
 }
 
-// count[j] = number of chains with y_i = y_j = 1 (masks as 64-bit words: four blocks).
-EBM_CLONES void pair_counts(const uint16_t* masks, int64_t stride, int64_t n, int64_t i, int32_t* count) {
-  const int64_t words = stride / 4;
-  const uint16_t* mi = masks + i * stride;
+// C[i][j] = number of chains with y_i = y_j = 1, the whole row (writing C[j][i] too would
+// halve the popcounts but have the threads share cache lines): popcounts of the masks, K
+// words per unit (0: any number).
+EBM_INLINE uint64_t mask_word(const uint16_t* m, int64_t w) {
+  uint64_t x;
+  std::memcpy(&x, m + 4 * w, sizeof x);
+  return x;
+}
+
+template <int K>
+EBM_INLINE void pair_counts_row(const uint16_t* m, int64_t words, int64_t n, int64_t i, int32_t* C) {
+  const int64_t nw = K > 0 ? K : words;
+  uint64_t a[K > 0 ? K : 1];
+  if constexpr (K > 0)
+    for (int w = 0; w < K; ++w) a[w] = mask_word(m, i * K + w);
   for (int64_t j = 0; j < n; ++j) {
-    const uint16_t* mj = masks + j * stride;
     int32_t c = 0;
-    for (int64_t w = 0; w < words; ++w) {
-      uint64_t a, b;
-      std::memcpy(&a, mi + 4 * w, sizeof a);
-      std::memcpy(&b, mj + 4 * w, sizeof b);
-      c += __builtin_popcountll(a & b);
+    if constexpr (K > 0) {
+      for (int w = 0; w < K; ++w) c += __builtin_popcountll(a[w] & mask_word(m, j * K + w));
+    } else {
+      for (int64_t w = 0; w < nw; ++w)
+        c += __builtin_popcountll(mask_word(m, i * nw + w) & mask_word(m, j * nw + w));
     }
-    count[j] = c;
+    C[i * n + j] = c;
   }
+}
+
+EBM_CLONES void pair_counts(const uint16_t* m, int64_t words, int64_t n, int64_t i, int32_t* C) {
+  switch (words) {
+    case 1: pair_counts_row<1>(m, words, n, i, C); break;
+    case 2: pair_counts_row<2>(m, words, n, i, C); break;
+    case 3: pair_counts_row<3>(m, words, n, i, C); break;
+    case 4: pair_counts_row<4>(m, words, n, i, C); break;
+    default: pair_counts_row<0>(m, words, n, i, C); break;
+  }
+}
+
+// Row i of the Ising form: J = -W/4 (float32), h_i = -b_i/2 - sum_j W_ij / 4 (the sum in
+// four float64 partial sums; its rounding differs from NumPy's pairwise sum by far less
+// than the float32 rounding of h).
+EBM_CLONES void ising_row(const BmModel& M, int64_t i, float* J, float* h) {
+  const int64_t n = M.n;
+  const double* w = M.W + i * n;
+  for (int64_t j = 0; j < n; ++j) J[i * n + j] = static_cast<float>(-0.25 * w[j]);
+  double s[4] = {};
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int k = 0; k < 4; ++k) s[k] += w[j + k];
+  for (; j < n; ++j) s[0] += w[j];
+  h[i] = static_cast<float>(-0.5 * M.b[i] - 0.25 * ((s[0] + s[1]) + (s[2] + s[3])));
+}
+
+// Row i of the gradient (without hyper) or of the update: velocity = momentum * velocity +
+// lr * (grad - weight_decay * W), W' = W + velocity, then row i of (W' + W'^T) / 2 with a
+// zero diagonal: the float64 operations of bm.py in its order. Each row computes the
+// elements (j, i) of W' it needs itself (reading column i, writing only row i: no cache
+// line written by two threads). No fused multiply-adds here (they would round
+// differently from NumPy).
+#if defined(__GNUC__) && !defined(__clang__)
+#define EBM_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define EBM_NO_CONTRACT
+#endif
+struct RowStats {
+  double max_w = 0.0;  // largest |W'| (before the symmetrisation: bm.py's check)
+  bool finite = true;
+};
+EBM_CLONES EBM_NO_CONTRACT void update_row(const BmModel& M, const int32_t* cp, const int32_t* cq,
+                                           const double* fp, const double* fq, const BmHyper* hyper,
+                                           const BmOut& out, int64_t i, RowStats& st) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+  const int64_t n = M.n;
+  const int32_t* p = cp + i * n;
+  const int32_t* q = cq + i * n;
+  double* Wo = out.W + i * n;
+  if (hyper == nullptr) {
+    for (int64_t j = 0; j < n; ++j) Wo[j] = fp[p[j]] - fq[q[j]];
+    Wo[i] = 0.0;
+    return;
+  }
+  const double m = hyper->momentum, lr = hyper->learning_rate, wd = hyper->weight_decay;
+  const double* W = M.W + i * n;
+  const double* vW = M.vW + i * n;
+  double* vWo = out.vW + i * n;
+  double mx = 0.0;
+  bool finite = true;
+  for (int64_t j = 0; j < n; ++j) {
+    const double dw = j == i ? 0.0 : fp[p[j]] - fq[q[j]];  // symmetric: the counts are
+    const double v = m * vW[j] + lr * (dw - wd * W[j]);
+    const double w = W[j] + v;
+    const double vt = m * M.vW[j * n + i] + lr * (dw - wd * M.W[j * n + i]);
+    const double wt = M.W[j * n + i] + vt;
+    vWo[j] = v;
+    Wo[j] = j == i ? 0.0 : 0.5 * (w + wt);
+    const double a = std::fabs(w);
+    mx = a > mx ? a : mx;
+    finite = finite && a <= std::numeric_limits<double>::max();  // false for inf, NaN
+  }
+  st.max_w = std::max(st.max_w, mx);
+  st.finite = st.finite && finite;
+}
+
+// bm.py's check: finite, and the float32 Ising form cannot overflow (|W| n, |b| < 1e37).
+bool accepted(const BmOut& out, int64_t n, bool finite, double max_w) {
+  if (!finite || !(max_w * static_cast<double>(std::max<int64_t>(n, 1)) < 1e37)) return false;
+  for (int64_t i = 0; i < n; ++i)
+    if (!(std::fabs(out.b[i]) < 1e37)) return false;
+  return true;
 }
 
 }  // namespace
@@ -141,29 +238,28 @@ bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, cons
   pf.states_out = batch.chains_out;
   pf.spins_out = batch.free_out;
   const int64_t nbc = ceil_div(pc.chains, kLanes), nbf = ceil_div(pf.chains, kLanes);
-  pc.mask_stride = 4 * ceil_div(nbc, 4);
-  pf.mask_stride = 4 * ceil_div(nbf, 4);
-  uint16_t* masks = scratch<uint16_t>(kSlotBmMasks, static_cast<size_t>(n * (pc.mask_stride + pf.mask_stride)));
-  std::memset(masks, 0, sizeof(uint16_t) * static_cast<size_t>(n * (pc.mask_stride + pf.mask_stride)));
+  pc.words = ceil_div(nbc, 4);
+  pf.words = ceil_div(nbf, 4);
+  const size_t n_masks = static_cast<size_t>(4 * n * (pc.words + pf.words));
+  uint16_t* masks = scratch<uint16_t>(kSlotBmMasks, n_masks);
+  std::memset(masks, 0, sizeof(uint16_t) * n_masks);
   pc.masks = masks;
-  pf.masks = masks + n * pc.mask_stride;
-
-  const double rp = static_cast<double>(pc.chains), rq = static_cast<double>(pf.chains);
-  double max_w = 0.0, max_b = 0.0;
+  pf.masks = masks + 4 * n * pc.words;
+  int32_t* counts = scratch<int32_t>(kSlotBmCounts, static_cast<size_t>(2 * n * n));
+  int32_t* cp = counts;
+  int32_t* cq = counts + n * n;
+  // count / rows for every possible count (the divisions of bm.py, done once, not per pair)
+  double* frac = scratch<double>(kSlotBmCounts, static_cast<size_t>(pc.chains + pf.chains + 2));
+  const double* fp = frac;
+  const double* fq = frac + pc.chains + 1;
+  for (int64_t c = 0; c <= pc.chains; ++c) frac[c] = static_cast<double>(c) / static_cast<double>(pc.chains);
+  for (int64_t c = 0; c <= pf.chains; ++c) frac[pc.chains + 1 + c] = static_cast<double>(c) / static_cast<double>(pf.chains);
+  double max_w = 0.0;
   bool finite = true;
 #pragma omp parallel
   {
-    // Ising form in dimod's sign (bm.py's _ising): J = -W/4, h = -b/2 - sum_j W_ij / 4.
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      const double* w = M.W + i * n;
-      double s = 0.0;
-      for (int64_t j = 0; j < n; ++j) {
-        J[i * n + j] = static_cast<float>(-0.25 * w[j]);
-        s += w[j];
-      }
-      h[i] = static_cast<float>(-0.5 * M.b[i] - 0.25 * s);
-    }
+    for (int64_t i = 0; i < n; ++i) ising_row(M, i, J, h);
     // Both phases' blocks, clamped first (they sweep more often): one dynamic queue.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t k = 0; k < nbc + nbf; ++k) {
@@ -172,53 +268,37 @@ bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, cons
       else
         run_bm_block(P, batch, pf, k - nbc, sch.seed);
     }
-    // Gradient row by row, then (update) the momentum / weight-decay step of bm.py, same
-    // operations in the same order.
-    int32_t* cnt = scratch<int32_t>(kSlotBmCounts, static_cast<size_t>(2 * n));
-#pragma omp for schedule(dynamic, 8) reduction(max : max_w, max_b) reduction(&& : finite)
+#pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      pair_counts(pc.masks, pc.mask_stride, n, i, cnt);
-      pair_counts(pf.masks, pf.mask_stride, n, i, cnt + n);
-      const double db = cnt[i] / rp - cnt[n + i] / rq;
-      if (hyper == nullptr) {
-        for (int64_t j = 0; j < n; ++j) out.W[i * n + j] = j == i ? 0.0 : cnt[j] / rp - cnt[n + j] / rq;
-        out.b[i] = db;
-        continue;
-      }
-      const double m = hyper->momentum, lr = hyper->learning_rate, wd = hyper->weight_decay;
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t ij = i * n + j;
-        const double dw = j == i ? 0.0 : cnt[j] / rp - cnt[n + j] / rq;
-        const double v = m * M.vW[ij] + lr * (dw - wd * M.W[ij]);
-        const double w = M.W[ij] + v;
-        out.vW[ij] = v;
-        out.W[ij] = w;
-        finite = finite && std::isfinite(w);
-        max_w = std::max(max_w, std::fabs(w));
-      }
-      const double vb = m * M.vb[i] + lr * db;
-      const double b = M.b[i] + vb;
-      out.vb[i] = vb;
-      out.b[i] = b;
-      finite = finite && std::isfinite(b);
-      max_b = std::max(max_b, std::fabs(b));
+      pair_counts(pc.masks, pc.words, n, i, cp);
+      pair_counts(pf.masks, pf.words, n, i, cq);
     }
-    // The sampler needs finite float32 couplings (bm.py's check): then W = (W + W^T) / 2
-    // with a zero diagonal. Pair (i, j > i) belongs to row i alone.
-    const bool ok = finite && max_w * static_cast<double>(std::max<int64_t>(n, 1)) < 1e37 && max_b < 1e37;
-    if (hyper != nullptr && ok) {
-#pragma omp for schedule(dynamic, 8)
+    // The gradient / update row by row (a row needs the counts of all j). Whether it is
+    // accepted (bm.py's check, accepted()) is decided after the parallel region.
+    RowStats st;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) update_row(M, cp, cq, fp, fq, hyper, out, i, st);
+#pragma omp critical
+    {
+      max_w = std::max(max_w, st.max_w);
+      finite = finite && st.finite;
+    }
+#pragma omp single nowait
+    {
+      // the biases: db = <y>_clamped - <y>_free (the diagonal counts), no weight decay
       for (int64_t i = 0; i < n; ++i) {
-        out.W[i * n + i] = 0.0;
-        for (int64_t j = i + 1; j < n; ++j) {
-          const double a = 0.5 * (out.W[i * n + j] + out.W[j * n + i]);
-          out.W[i * n + j] = a;
-          out.W[j * n + i] = a;
+        const double db = fp[cp[i * n + i]] - fq[cq[i * n + i]];
+        if (hyper == nullptr) {
+          out.b[i] = db;
+          continue;
         }
+        const double vb = hyper->momentum * M.vb[i] + hyper->learning_rate * db;
+        out.vb[i] = vb;
+        out.b[i] = M.b[i] + vb;
       }
     }
   }
-  return hyper == nullptr || (finite && max_w * static_cast<double>(std::max<int64_t>(n, 1)) < 1e37 && max_b < 1e37);
+  return hyper == nullptr || accepted(out, n, finite, max_w);
 }
 
 }  // namespace ebm::cpu
