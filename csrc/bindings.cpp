@@ -988,10 +988,13 @@ PYBIND11_MODULE(_core, m) {
           out.b = writable(b_out, "b_out");
           ebm::cpu::BmHyper hp;
           if (hyper) {
-            require(hyper->size() == 3, "hyper must be (learning_rate, momentum, weight_decay)");
+            require(hyper->size() == 4, "hyper must be (learning_rate, momentum, weight_decay, symmetric)");
             hp.learning_rate = (*hyper)[0].cast<double>();
             hp.momentum = (*hyper)[1].cast<double>();
             hp.weight_decay = (*hyper)[2].cast<double>();
+            hp.symmetric = (*hyper)[3].cast<bool>();
+            // symmetric is a promise that W = W^T and vW = vW^T (bm.py checks both once per
+            // fit; updates keep them so)
             mat(vW, "vW", n);
             vec(vb, "vb");
             M.vW = vW.data();
@@ -1022,7 +1025,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("chains_out").noconvert() = py::none(), py::arg("clamped_out").noconvert() = py::none(),
         py::arg("free_out").noconvert() = py::none(),
         "One Boltzmann-machine update (both phases, statistics, momentum / weight-decay step) "
-        "in one call; see kernels.h bm_step. hyper = (learning_rate, momentum, weight_decay), "
+        "in one call; see kernels.h bm_step. hyper = (learning_rate, momentum, weight_decay, "
+        "symmetric: W and vW are symmetric), "
         "or None: W_out, b_out receive the gradient. Returns False when the update was "
         "rejected (non-finite or too large parameters).");
   m.def("gram",

@@ -203,7 +203,7 @@ def _random_state(m, rng, scale=0.5):
 @pytest.mark.parametrize("method", ["pcd", "restart"])
 @pytest.mark.parametrize("rows", [1, 15, 17, 33])
 @pytest.mark.parametrize("sizes", [(1, 0, 0), (3, 0, 4), (20, 3, 10), (30, 5, 30)])
-def test_fused_step_equals_the_composition_of_phases(sizes, rows, method):
+def test_fused_step_equals_the_composition_of_phases(sizes, rows, method, asymmetric_velocity=False):
     """_core.bm_step (one call: both phases, statistics, update) against reference.bm_step
     (NumPy: init, clamped sweeps, free sweeps, Y^T Y, momentum update) on the same stream."""
     from ebmfast import _core
@@ -214,6 +214,8 @@ def test_fused_step_equals_the_composition_of_phases(sizes, rows, method):
                             clamped_sweeps=3, free_sweeps=2, learning_rate=0.1, momentum=0.5,
                             weight_decay=1e-3, batch_size=rows, epochs=1)
     _random_state(m, rng)
+    if asymmetric_velocity:  # the update's general path (reads W' by columns too)
+        m._vW = m._vW + np.triu(rng.standard_normal(m._vW.shape) * 0.01)
     X = (rng.random((rows, nv)) < 0.5).astype(float)
     y = rng.integers(0, nl, rows) if nl else None
     # fit's batch order (the Philox shuffle of epoch 0): row r of the batch is chain r
@@ -259,6 +261,11 @@ def test_fused_step_equals_the_composition_of_phases(sizes, rows, method):
     assert m.step_ == step + cs + 2
     if method == "pcd":
         np.testing.assert_array_equal(m.chains_, Q_ref)
+
+
+@pytest.mark.parametrize("rows", [15, 33])
+def test_fused_step_with_an_asymmetric_velocity(rows):
+    test_fused_step_equals_the_composition_of_phases((20, 3, 10), rows, "pcd", asymmetric_velocity=True)
 
 
 def test_fused_gradient_equals_the_kernel_composition():

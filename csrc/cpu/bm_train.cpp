@@ -185,6 +185,23 @@ EBM_CLONES EBM_NO_CONTRACT void update_row(const BmModel& M, const int32_t* cp, 
   double* vWo = out.vW + i * n;
   double mx = 0.0;
   bool finite = true;
+  if (hyper->symmetric) {  // W'^T = W': (W' + W'^T) / 2 = W' (no rounding in w + w, * 0.5)
+    int bad = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const double dw = fp[p[j]] - fq[q[j]];
+      const double v = m * vW[j] + lr * ((j == i ? 0.0 : dw) - wd * W[j]);
+      const double w = W[j] + v;
+      vWo[j] = v;
+      Wo[j] = w;
+      const double a = std::fabs(w);
+      mx = a > mx ? a : mx;
+      bad |= !(a <= std::numeric_limits<double>::max());  // inf, NaN
+    }
+    Wo[i] = 0.0;
+    st.max_w = std::max(st.max_w, mx);
+    st.finite = st.finite && bad == 0;
+    return;
+  }
   for (int64_t j = 0; j < n; ++j) {
     const double dw = j == i ? 0.0 : fp[p[j]] - fq[q[j]];  // symmetric: the counts are
     const double v = m * vW[j] + lr * (dw - wd * W[j]);

@@ -167,6 +167,8 @@ struct BmSchedule {
 };
 struct BmHyper {
   double learning_rate = 0.0, momentum = 0.0, weight_decay = 0.0;
+  bool symmetric = false;  // W and vW are symmetric (then so are the new ones): the update
+                           // reads rows only
 };
 struct BmOut {
   double* W = nullptr;   // [n, n] (w) the new W, or the gradient dW without hyper

@@ -180,8 +180,7 @@ EBM_INLINE vi16 decide(vf16 s, vf16 g, vf16 u, float beta) {
 // F = base + J S over the free sites, and nothing is moved afterwards: one sweep costs n_free
 // x n_free multiply-adds per lane whatever the flips, against a refresh plus moves into
 // every field for the incremental form, and the fields of clamped sites are never touched.
-// Flips earlier in the same site block are added on the fly (incremental) or moved into
-// the block's later fields at once (lazy).
+// Either way flips earlier in the same site block are added on the fly.
 template <bool kDense, bool kGibbs, bool kLazy = false>
 EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint32_t step) {
   static_assert(kDense || !kLazy, "lazy fields need dense couplings");
@@ -213,9 +212,19 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
     for (int64_t i = i_begin; i < i_end; ++i) {
       if (clamped != nullptr && clamped[i]) continue;
       vf16 g = load16(F + kLanes * i);
-      if constexpr (kDense && !kLazy)
+      if constexpr (kLazy) {
+        // Flips earlier in this site block, not yet in F, in four partial sums: the chain of
+        // dependent multiply-adds before the decision is a quarter as long.
+        vf16 c[4] = {};
+        int q = 0;
+        for (; q + 4 <= m; q += 4)
+          for (int k = 0; k < 4; ++k) c[k] += J[n * site[q + k] + i] * D[q + k];
+        for (; q < m; ++q) c[0] += J[n * site[q] + i] * D[q];
+        g += (c[0] + c[1]) + (c[2] + c[3]);
+      } else if constexpr (kDense) {
         for (int q = 0; q < m; ++q)  // flips earlier in this site block, not yet in F
           g += J[n * site[q] + i] * D[q];
+      }
       const vf16 s = load_spins(S + kLanes * i);
       const vi16 flip = decide<kGibbs>(s, g, load16(u + kLanes * (i - i0)), beta) & valid;
       // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
@@ -224,12 +233,7 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
       const vf16 d = flip ? -2.0f * s : vf16{};
       store_spins(S + kLanes * i, s + d);
       count -= flip;
-      if constexpr (kLazy) {
-        // Into the fields of the rest of the block now: independent multiply-adds, where
-        // summing the earlier flips at each site would be one long dependent chain.
-        const float* row = J + n * i;
-        for (int64_t k = i + 1; k < i_end; ++k) store16(F + kLanes * k, load16(F + kLanes * k) + row[k] * d);
-      } else if constexpr (kDense) {
+      if constexpr (kDense) {
         site[m] = static_cast<int32_t>(i);
         D[m++] = d;
       } else {

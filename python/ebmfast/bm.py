@@ -222,7 +222,14 @@ class BoltzmannMachine:
     def _chains_buffer(self) -> np.ndarray | None:
         return np.empty((self.n_chains, self.n_units)) if self.method == "pcd" else None
 
-    def _fused_step(self, data: np.ndarray, rows: np.ndarray, out: tuple, update: bool = True) -> None:
+    def _symmetric(self) -> bool:
+        """W and its velocity are symmetric (always, unless assigned otherwise): the kernel's
+        update then needs no transposes. An update keeps them so."""
+        W, _, vW, _ = self._parameters()
+        return bool(np.array_equal(W, W.T) and np.array_equal(vW, vW.T))
+
+    def _fused_step(self, data: np.ndarray, rows: np.ndarray, out: tuple, update: bool = True,
+                    symmetric: bool = False) -> None:
         """One update (update=False: the gradient into out[0], out[1]) of the batch
         data[rows] in one kernel call. out = (W, b, vW, vb, chains) arrays the call writes;
         they become the model's state only when the update is accepted, so a diverging one
@@ -239,7 +246,7 @@ class BoltzmannMachine:
                 chains = self._random_states(self.n_chains, chain_offset=2**21, step=free_step)
             chains = np.ascontiguousarray(chains, dtype=np.float64)
         W, b, vW, vb = self._parameters()
-        hyper = (self.learning_rate, self.momentum, self.weight_decay) if update else None
+        hyper = (self.learning_rate, self.momentum, self.weight_decay, symmetric) if update else None
         ok = _core.bm_step(W, b, vW, vb, data, rows, chains, self.seed_, step0, cs, free_step,
                            self.free_sweeps, 2**20, hyper, out[0], out[1], out[2], out[3], out[4])
         if not ok:
@@ -315,7 +322,7 @@ class BoltzmannMachine:
             # Two sets of output arrays owned by this call, used in turn: an update reads one
             # and writes the other, so arrays the caller handed in (or holds from an earlier
             # fit) are never written.
-            m, k = self.n_units, 0
+            m, k, symmetric = self.n_units, 0, self._symmetric()
             bufs = [(np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m),
                      self._chains_buffer()) for _ in range(2)]
         bar = None
@@ -330,7 +337,8 @@ class BoltzmannMachine:
                 for start in range(0, n, self.batch_size):
                     try:
                         if fused:
-                            self._fused_step(data, order[start:start + self.batch_size], bufs[k])
+                            self._fused_step(data, order[start:start + self.batch_size], bufs[k],
+                                             symmetric=symmetric)
                             k ^= 1
                         else:
                             self._update(D[order[start:start + self.batch_size]])
