@@ -37,16 +37,13 @@ EBM_HD float exp_f(float x) {
   return exp_reduced(r) * bits_to_float(static_cast<uint32_t>(e) << 23);
 }
 
-// ln x for finite x > 0 (Cephes logf): frexp by bit manipulation + degree-8 polynomial.
-EBM_HD float log_f(float x) {
-  uint32_t u = float_to_bits(x);
-  int32_t e = static_cast<int32_t>((u >> 23) & 0xff) - 126;  // x = m * 2^e, m in [0.5, 1)
-  float m = bits_to_float((u & 0x007fffffu) | 0x3f000000u);
-  const bool small = m < 0.707106781186547524f;
-  e -= small ? 1 : 0;
-  m = small ? (m + m - 1.0f) : (m - 1.0f);
-  const float z = m * m;
-  float y = 7.0376836292e-2f;
+// Cephes logf core: ln x = ln(1 + m) + e ln2 from the reduced m (x = (1 + m) 2^e, m in
+// [sqrt(1/2) - 1, sqrt(2) - 1]) and fe = e; degree-8 polynomial. T is float or a GCC vector
+// of floats (csrc/cpu/simd.h log16), so the scalar and vector log share one polynomial.
+template <class T>
+EBM_HD T log_reduced(T m, T fe) {
+  const T z = m * m;
+  T y = m * 0.0f + 7.0376836292e-2f;
   y = y * m - 1.1514610310e-1f;
   y = y * m + 1.1676998740e-1f;
   y = y * m - 1.2420140846e-1f;
@@ -56,10 +53,20 @@ EBM_HD float log_f(float x) {
   y = y * m - 2.4999993993e-1f;
   y = y * m + 3.3333331174e-1f;
   y = y * m * z;
-  const float fe = static_cast<float>(e);
   y += -2.12194440e-4f * fe;
   y += -0.5f * z;
   return m + y + 0.693359375f * fe;
+}
+
+// ln x for finite x > 0 (Cephes logf): frexp by bit manipulation + degree-8 polynomial.
+EBM_HD float log_f(float x) {
+  uint32_t u = float_to_bits(x);
+  int32_t e = static_cast<int32_t>((u >> 23) & 0xff) - 126;  // x = m * 2^e, m in [0.5, 1)
+  float m = bits_to_float((u & 0x007fffffu) | 0x3f000000u);
+  const bool small = m < 0.707106781186547524f;
+  e -= small ? 1 : 0;
+  m = small ? (m + m - 1.0f) : (m - 1.0f);
+  return log_reduced(m, static_cast<float>(e));
 }
 
 // ln(1 + t) for t >= 0, accurate for tiny t (Goldberg's trick: the rounding error of

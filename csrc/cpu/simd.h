@@ -82,6 +82,21 @@ EBM_INLINE vf8 exp8(vf8 x) { return exp_vec<vf8, vi8>(x); }
 
 typedef int32_t vi16 __attribute__((vector_size(64)));
 EBM_INLINE vf16 exp16(vf16 x) { return exp_vec<vf16, vi16>(x); }
+
+// ln x for finite x > 0, sixteen lanes: log_f of common/math.h (Cephes logf) spelled out
+// in vector operations (the auto-vectoriser leaves the scalar one as it is).
+EBM_INLINE vf16 log16(vf16 x) {
+  vi16 u;
+  __builtin_memcpy(&u, &x, sizeof u);
+  vi16 e = ((u >> 23) & 0xff) - 126;  // x = m * 2^e, m in [0.5, 1)
+  const vi16 mb = (u & 0x007fffff) | 0x3f000000;
+  vf16 m;
+  __builtin_memcpy(&m, &mb, sizeof m);
+  const vi16 small = m < 0.707106781186547524f;  // -1 where true
+  e += small;
+  m = small ? (m + m - 1.0f) : (m - 1.0f);
+  return log_reduced(m, __builtin_convertvector(e, vf16));
+}
 EBM_INLINE vf16 splat16(float x) { return vf16{} + x; }
 
 // 16 int8 lanes: int8 -> int32 through int16 (GCC scalarises the direct conversion; this

@@ -163,6 +163,22 @@ struct Block {
 // True where the proposal flip of spin s with field g is taken (u uniform in [0, 1)).
 // Metropolis: u < exp(-beta dE) with dE = -2 s g. Heat bath: s_new = +1 iff u < p(+1) =
 // 1 / (1 + exp(2 beta g)), a flip where that differs from s.
+// Heat bath with the uniform turned into a threshold first, L = ln((1 - u) / u) (u = 0:
+// +inf): u < 1 / (1 + exp(2 beta g)) <=> 2 beta g < L. The logs of a site block are taken
+// together, off the chain of dependent decisions that the exp and the division would
+// lengthen.
+EBM_INLINE void heat_bath_thresholds(float* u, int count) {  // count: a multiple of 16
+  for (int k = 0; k < count; k += kLanes) {
+    const vf16 v = load16(u + k);
+    const vf16 L = log16((1.0f - v) / (v > 0.0f ? v : 1.0f));
+    store16(u + k, v > 0.0f ? L : __builtin_inff());
+  }
+}
+
+EBM_INLINE vi16 decide_threshold(vf16 s, vf16 g, vf16 L, float beta) {
+  return ((2.0f * beta) * g < L) != (s > 0.0f);
+}
+
 template <bool kGibbs>
 EBM_INLINE vi16 decide(vf16 s, vf16 g, vf16 u, float beta) {
   if constexpr (kGibbs) {
@@ -179,7 +195,9 @@ EBM_INLINE vi16 decide(vf16 s, vf16 g, vf16 u, float beta) {
 // only): the fields of a site block are computed from the current spins just before it,
 // F = base + J S over the free sites, and nothing is moved afterwards: one sweep costs n_free
 // x n_free multiply-adds per lane whatever the flips, against a refresh plus moves into
-// every field for the incremental form, and the fields of clamped sites are never touched.
+// every field for the incremental form, and the fields of clamped sites are never touched;
+// its heat bath compares the field with thresholds computed from the uniforms beforehand
+// (heat_bath_thresholds: the same rule, rounded differently).
 // Either way flips earlier in the same site block are added on the fly.
 template <bool kDense, bool kGibbs, bool kLazy = false>
 EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint32_t step) {
@@ -208,6 +226,8 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
     }
     philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(i0 / 4),
                        static_cast<int>((i_end - i0 + 3) / 4), u);
+    constexpr bool kThreshold = kLazy && kGibbs;
+    if constexpr (kThreshold) heat_bath_thresholds(u, static_cast<int>(kLanes * ((i_end - i0 + 3) / 4 * 4)));
     int m = 0;
     for (int64_t i = i_begin; i < i_end; ++i) {
       if (clamped != nullptr && clamped[i]) continue;
@@ -226,7 +246,8 @@ EBM_INLINE void sweep_sequential(const Block& B, float beta, uint64_t seed, uint
           g += J[n * site[q] + i] * D[q];
       }
       const vf16 s = load_spins(S + kLanes * i);
-      const vi16 flip = decide<kGibbs>(s, g, load16(u + kLanes * (i - i0)), beta) & valid;
+      const vf16 ui = load16(u + kLanes * (i - i0));
+      const vi16 flip = (kThreshold ? decide_threshold(s, g, ui, beta) : decide<kGibbs>(s, g, ui, beta)) & valid;
       // Dense: a site no lane flipped stays out of the merged pass. Sparse: the masked
       // update of a few neighbours is cheaper than the test.
       if (kDense && !any_lane(flip)) continue;
