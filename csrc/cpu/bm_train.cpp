@@ -97,8 +97,8 @@ EBM_CLONES void run_bm_block(const IsingView& P, const BmBatch& batch, const Pha
   }
 }
 
-// C[i][j] = number of chains with y_i = y_j = 1, the whole row (writing C[j][i] too would
-// halve the popcounts but have the threads share cache lines): popcounts of the masks, K
+// C[i][j] = number of chains with y_i = y_j = 1 for j >= i (the upper triangle, each row
+// written by one thread only; readers take C[j][i] for j < i): popcounts of the masks, K
 // words per unit (0: any number).
 EBM_INLINE uint64_t mask_word(const uint16_t* m, int64_t w) {
   uint64_t x;
@@ -112,7 +112,7 @@ EBM_INLINE void pair_counts_row(const uint16_t* m, int64_t words, int64_t n, int
   uint64_t a[K > 0 ? K : 1];
   if constexpr (K > 0)
     for (int w = 0; w < K; ++w) a[w] = mask_word(m, i * K + w);
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = i; j < n; ++j) {
     int32_t c = 0;
     if constexpr (K > 0) {
       for (int w = 0; w < K; ++w) c += __builtin_popcountll(a[w] & mask_word(m, j * K + w));
@@ -166,17 +166,19 @@ struct RowStats {
 };
 EBM_CLONES EBM_NO_CONTRACT void update_row(const BmModel& M, const int32_t* cp, const int32_t* cq,
                                            const double* fp, const double* fq, const BmHyper* hyper,
-                                           const BmOut& out, int64_t i, RowStats& st) {
+                                           const BmOut& out, int64_t i, double* dw, RowStats& st) {
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #endif
   const int64_t n = M.n;
-  const int32_t* p = cp + i * n;
-  const int32_t* q = cq + i * n;
+  // dW row i (symmetric: the counts are), zero diagonal; the gathers apart from the
+  // arithmetic below, which then vectorises.
+  for (int64_t j = 0; j < i; ++j) dw[j] = fp[cp[j * n + i]] - fq[cq[j * n + i]];
+  for (int64_t j = i; j < n; ++j) dw[j] = fp[cp[i * n + j]] - fq[cq[i * n + j]];
+  dw[i] = 0.0;
   double* Wo = out.W + i * n;
   if (hyper == nullptr) {
-    for (int64_t j = 0; j < n; ++j) Wo[j] = fp[p[j]] - fq[q[j]];
-    Wo[i] = 0.0;
+    for (int64_t j = 0; j < n; ++j) Wo[j] = dw[j];
     return;
   }
   const double m = hyper->momentum, lr = hyper->learning_rate, wd = hyper->weight_decay;
@@ -184,12 +186,10 @@ EBM_CLONES EBM_NO_CONTRACT void update_row(const BmModel& M, const int32_t* cp, 
   const double* vW = M.vW + i * n;
   double* vWo = out.vW + i * n;
   double mx = 0.0;
-  bool finite = true;
+  int bad = 0;
   if (hyper->symmetric) {  // W'^T = W': (W' + W'^T) / 2 = W' (no rounding in w + w, * 0.5)
-    int bad = 0;
     for (int64_t j = 0; j < n; ++j) {
-      const double dw = fp[p[j]] - fq[q[j]];
-      const double v = m * vW[j] + lr * ((j == i ? 0.0 : dw) - wd * W[j]);
+      const double v = m * vW[j] + lr * (dw[j] - wd * W[j]);
       const double w = W[j] + v;
       vWo[j] = v;
       Wo[j] = w;
@@ -197,25 +197,22 @@ EBM_CLONES EBM_NO_CONTRACT void update_row(const BmModel& M, const int32_t* cp, 
       mx = a > mx ? a : mx;
       bad |= !(a <= std::numeric_limits<double>::max());  // inf, NaN
     }
-    Wo[i] = 0.0;
-    st.max_w = std::max(st.max_w, mx);
-    st.finite = st.finite && bad == 0;
-    return;
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      const double v = m * vW[j] + lr * (dw[j] - wd * W[j]);
+      const double w = W[j] + v;
+      const double vt = m * M.vW[j * n + i] + lr * (dw[j] - wd * M.W[j * n + i]);
+      const double wt = M.W[j * n + i] + vt;
+      vWo[j] = v;
+      Wo[j] = 0.5 * (w + wt);
+      const double a = std::fabs(w);
+      mx = a > mx ? a : mx;
+      bad |= !(a <= std::numeric_limits<double>::max());
+    }
   }
-  for (int64_t j = 0; j < n; ++j) {
-    const double dw = j == i ? 0.0 : fp[p[j]] - fq[q[j]];  // symmetric: the counts are
-    const double v = m * vW[j] + lr * (dw - wd * W[j]);
-    const double w = W[j] + v;
-    const double vt = m * M.vW[j * n + i] + lr * (dw - wd * M.W[j * n + i]);
-    const double wt = M.W[j * n + i] + vt;
-    vWo[j] = v;
-    Wo[j] = j == i ? 0.0 : 0.5 * (w + wt);
-    const double a = std::fabs(w);
-    mx = a > mx ? a : mx;
-    finite = finite && a <= std::numeric_limits<double>::max();  // false for inf, NaN
-  }
+  Wo[i] = 0.0;
   st.max_w = std::max(st.max_w, mx);
-  st.finite = st.finite && finite;
+  st.finite = st.finite && bad == 0;
 }
 
 // bm.py's check: finite, and the float32 Ising form cannot overflow (|W| n, |b| < 1e37).
@@ -266,7 +263,7 @@ bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, cons
   int32_t* cp = counts;
   int32_t* cq = counts + n * n;
   // count / rows for every possible count (the divisions of bm.py, done once, not per pair)
-  double* frac = scratch<double>(kSlotBmCounts, static_cast<size_t>(pc.chains + pf.chains + 2));
+  double* frac = scratch<double>(kSlotBmFractions, static_cast<size_t>(pc.chains + pf.chains + 2));
   const double* fp = frac;
   const double* fq = frac + pc.chains + 1;
   for (int64_t c = 0; c <= pc.chains; ++c) frac[c] = static_cast<double>(c) / static_cast<double>(pc.chains);
@@ -293,8 +290,9 @@ bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, cons
     // The gradient / update row by row (a row needs the counts of all j). Whether it is
     // accepted (bm.py's check, accepted()) is decided after the parallel region.
     RowStats st;
+    double* dw = scratch<double>(kSlotBmCounts, static_cast<size_t>(n));
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) update_row(M, cp, cq, fp, fq, hyper, out, i, st);
+    for (int64_t i = 0; i < n; ++i) update_row(M, cp, cq, fp, fq, hyper, out, i, dw, st);
 #pragma omp critical
     {
       max_w = std::max(max_w, st.max_w);
@@ -304,7 +302,7 @@ bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, cons
     {
       // the biases: db = <y>_clamped - <y>_free (the diagonal counts), no weight decay
       for (int64_t i = 0; i < n; ++i) {
-        const double db = fp[cp[i * n + i]] - fq[cq[i * n + i]];
+        const double db = fp[cp[i * n + i]] - fq[cq[i * n + i]];  // the diagonal counts
         if (hyper == nullptr) {
           out.b[i] = db;
           continue;

@@ -44,7 +44,8 @@ enum Slot : int {
   kSlotBmCouplings,    // bm_step: J and h of the Ising form (float32, shared)
   kSlotBmBase,         // bm_step: h + J s over the clamped units, one block (per OpenMP thread)
   kSlotBmMasks,        // bm_step: the final states as bit masks, 16 chains per uint16 (shared)
-  kSlotBmCounts,       // bm_step: pair counts of one row (per OpenMP thread)
+  kSlotBmCounts,       // bm_step: pair counts (int32, shared), a gradient row (double, per thread)
+  kSlotBmFractions,    // bm_step: count / rows for every count (shared)
   kSlotCount
 };
 
