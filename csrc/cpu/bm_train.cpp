@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include "common/philox.h"
 #include "cpu/kernels.h"
 #include "cpu/philox_run.h"
@@ -281,7 +280,7 @@ bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, cons
       else
         run_bm_block(P, batch, pf, k - nbc, sch.seed);
     }
-#pragma omp for schedule(static)
+#pragma omp for schedule(static, 4)  // rows of the triangle shrink: deal them out in turn
     for (int64_t i = 0; i < n; ++i) {
       pair_counts(pc.masks, pc.words, n, i, cp);
       pair_counts(pf.masks, pf.words, n, i, cq);
