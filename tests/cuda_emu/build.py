@@ -46,7 +46,10 @@ DEPENDS = ["csrc/common", "csrc/cuda", "python/ebmfast/_cuda"]
 
 CXXFLAGS = ["-std=c++20", "-O1", "-g", "-fPIC", "-pthread", "-ffp-contract=off",
             "-fno-fast-math", "-Wall", "-Wno-unknown-pragmas", "-Wno-unused-function"]
-ASAN_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer"]
+# The "ASan" build: AddressSanitizer + UndefinedBehaviorSanitizer (misaligned float4
+# loads, signed overflow, bad shifts), any report fatal.
+ASAN_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+              "-fno-omit-frame-pointer"]
 
 
 class EmuUnavailable(RuntimeError):
@@ -234,7 +237,19 @@ def build(asan: bool = False, units=None, jobs: int = 2, verbose: bool = False) 
         os.replace(work / lib.name, lib)  # atomic: concurrent builders agree on the result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _prune(keep=8)
     return lib
+
+
+def _prune(keep: int) -> None:
+    """Drop all but the `keep` most recent cached builds (each source edit adds one)."""
+    try:
+        dirs = sorted((p for p in cache_dir().iterdir() if p.is_dir() and "-" not in p.name),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for p in dirs[keep:]:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def load(asan: bool = False) -> ctypes.CDLL:
@@ -244,15 +259,20 @@ def load(asan: bool = False) -> ctypes.CDLL:
 
 
 def asan_env() -> dict:
-    """Environment for a subprocess that loads the ASan build: libasan preloaded, leak
-    checking off (the interpreter leaks by design), errors fatal."""
-    r = subprocess.run([_cxx(), "-print-file-name=libasan.so"], capture_output=True, text=True)
-    path = r.stdout.strip()
-    if r.returncode != 0 or not os.path.isabs(path) or not os.path.exists(path):
-        raise EmuUnavailable("no libasan.so for the compiler")
+    """Environment for a subprocess that loads the sanitizer build: libasan and libubsan
+    preloaded (CPython is not instrumented), leak checking off (the interpreter leaks by
+    design), every report fatal."""
+    paths = []
+    for rt in ("libasan.so", "libubsan.so"):
+        r = subprocess.run([_cxx(), f"-print-file-name={rt}"], capture_output=True, text=True)
+        path = r.stdout.strip()
+        if r.returncode != 0 or not os.path.isabs(path) or not os.path.exists(path):
+            raise EmuUnavailable(f"no {rt} for the compiler")
+        paths.append(path)
     env = dict(os.environ)
-    env["LD_PRELOAD"] = path
+    env["LD_PRELOAD"] = " ".join(paths)
     env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=23"
+    env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1"
     return env
 
 
