@@ -3,11 +3,17 @@
 #include "emu.h"
 
 #include <chrono>
-#include <condition_variable>
+#include <climits>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace emu {
 
@@ -58,6 +64,39 @@ struct Abort {};  // unwinds a thread of a block that another thread has broken
 
 struct Block;
 
+// A 32-bit sequence number that threads sleep on until it moves (a futex on Linux: a
+// wake-up costs no mutex hand-over, which matters with 256 threads on two cores).
+struct Gate {
+  std::atomic<uint32_t> v{0};
+
+  // Sleeps while v == old and !*stop, until `deadline`; false on timeout.
+  bool wait(uint32_t old, Clock::time_point deadline, const std::atomic<bool>* stop = nullptr) {
+    while (v.load(std::memory_order_acquire) == old && !(stop && stop->load())) {
+      const auto left = deadline - Clock::now();
+      if (left <= Clock::duration::zero()) return false;
+#if defined(__linux__)
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::min<Clock::duration>(left, std::chrono::seconds(3600))).count();
+      timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(&v), FUTEX_WAIT_PRIVATE, old, &ts, nullptr, 0);
+#else
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+#endif
+    }
+    return true;
+  }
+  void wake_all() {
+#if defined(__linux__)
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&v), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#endif
+  }
+};
+static_assert(sizeof(std::atomic<uint32_t>) == 4 && std::atomic<uint32_t>::is_always_lock_free);
+
+Clock::time_point after(double seconds) {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
 // A reusable barrier over `expected` threads that knows which of them have returned.
 class Barrier {
  public:
@@ -65,7 +104,6 @@ class Barrier {
     std::lock_guard<std::mutex> lk(m_);
     expected_ = expected;
     arrived_ = exited_ = 0;
-    gen_ = 0;
     kind_ = kind;
     site_.clear();
   }
@@ -73,10 +111,7 @@ class Barrier {
   void wait(const std::string& site, const std::atomic<bool>& broken);
   // A thread of this barrier returned from the kernel.
   void exit_thread(const std::atomic<bool>& broken, std::string* error);
-  void wake() {
-    std::lock_guard<std::mutex> lk(m_);
-    cv_.notify_all();
-  }
+  void wake() { gen_.wake_all(); }
 
  private:
   std::string deadlock(const char* who) const {
@@ -84,10 +119,9 @@ class Barrier {
            " threads returned from the kernel while " + std::to_string(arrived_) + " wait at " +
            kind_ + " (" + site_ + ")";
   }
-  std::mutex m_;
-  std::condition_variable cv_;
+  std::mutex m_;  // guards the counts and the site; waiting happens outside it
+  Gate gen_;
   int expected_ = 0, arrived_ = 0, exited_ = 0;
-  uint64_t gen_ = 0;
   const char* kind_ = "";
   std::string site_;  // call site of the current generation's first arrival
 };
@@ -104,17 +138,21 @@ void Barrier::wait(const std::string& site, const std::atomic<bool>& broken) {
   if (arrived_ + exited_ == expected_) {
     if (exited_ > 0) throw std::runtime_error(deadlock("deadlock"));
     arrived_ = 0;
-    ++gen_;
-    cv_.notify_all();
+    gen_.v.fetch_add(1, std::memory_order_release);
+    lk.unlock();
+    gen_.wake_all();
     return;
   }
-  const uint64_t g = gen_;
-  const auto limit = std::chrono::duration<double>(g_timeout_s.load());
-  if (!cv_.wait_for(lk, limit, [&] { return gen_ != g || broken; }))
-    throw std::runtime_error(std::string("timeout: ") + std::to_string(arrived_) + " of " +
-                             std::to_string(expected_) + " threads waited " +
-                             std::to_string(g_timeout_s.load()) + " s at " + kind_ + " (" + site_ + ")");
-  if (gen_ == g) throw Abort{};
+  const uint32_t g = gen_.v.load(std::memory_order_relaxed);
+  lk.unlock();
+  if (!gen_.wait(g, after(g_timeout_s.load()), &broken)) {
+    lk.lock();
+    if (gen_.v.load() == g && !broken)
+      throw std::runtime_error(std::string("timeout: ") + std::to_string(arrived_) + " of " +
+                               std::to_string(expected_) + " threads waited " +
+                               std::to_string(g_timeout_s.load()) + " s at " + kind_ + " (" + site_ + ")");
+  }
+  if (gen_.v.load(std::memory_order_acquire) == g) throw Abort{};  // broken
 }
 
 void Barrier::exit_thread(const std::atomic<bool>& broken, std::string* error) {
@@ -223,30 +261,29 @@ namespace {
 
 class Pool {
  public:
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
-    }
-    start_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-
   // Runs body on n_threads workers as the threads of block `bidx`; returns when all
   // are done or (false) after the watchdog limit.
   bool run_block(Block& blk, dim3 grid, dim3 block, uint3 bidx, const std::function<void()>& body,
                  double limit_s) {
-    std::unique_lock<std::mutex> lk(m_);
     const int n = blk.n_threads;
     while (static_cast<int>(threads_.size()) < n) {
       const int id = static_cast<int>(threads_.size());
       threads_.emplace_back([this, id] { worker(id); });
+      threads_.back().detach();  // parked forever between jobs; the process exit ends them
     }
-    job_ = Job{&blk, &body, grid, block, bidx, n};
-    remaining_ = n;
-    ++gen_;
-    start_.notify_all();
-    return done_.wait_for(lk, std::chrono::duration<double>(limit_s), [&] { return remaining_ == 0; });
+    done_.v.store(static_cast<uint32_t>(n), std::memory_order_relaxed);
+    uint32_t gen;
+    {
+      std::lock_guard<std::mutex> lk(job_m_);
+      job_ = Job{&blk, &body, grid, block, bidx, n};
+      gen = ++job_gen_;
+    }
+    start_.v.store(gen, std::memory_order_release);
+    start_.wake_all();
+    const auto deadline = after(limit_s);
+    for (uint32_t left; (left = done_.v.load(std::memory_order_acquire)) != 0;)
+      if (!done_.wait(left, deadline)) return false;
+    return true;
   }
 
  private:
@@ -259,19 +296,22 @@ class Pool {
   };
 
   void worker(int id) {
-    uint64_t seen = 0;
+    uint32_t seen = 0;  // jobs are numbered from 1
     for (;;) {
+      const uint32_t g = start_.v.load(std::memory_order_acquire);
+      if (g == seen) {
+        start_.wait(g, Clock::time_point::max());
+        continue;
+      }
       Job job;
       {
-        std::unique_lock<std::mutex> lk(m_);
-        start_.wait(lk, [&] { return stop_ || (gen_ != seen && id < job_.n); });
-        if (stop_) return;
-        seen = gen_;
+        std::lock_guard<std::mutex> lk(job_m_);  // a consistent (job, number) snapshot
         job = job_;
+        seen = job_gen_;
       }
+      if (id >= job.n) continue;  // not in this block
       run_thread(id, job);
-      std::lock_guard<std::mutex> lk(m_);
-      if (--remaining_ == 0) done_.notify_all();
+      if (done_.v.fetch_sub(1, std::memory_order_acq_rel) == 1) done_.wake_all();
     }
   }
 
@@ -302,13 +342,11 @@ class Pool {
     t_block = nullptr;
   }
 
-  std::mutex m_;
-  std::condition_variable start_, done_;
   std::vector<std::thread> threads_;
+  std::mutex job_m_;
   Job job_{nullptr, nullptr, dim3(), dim3(), uint3{0, 0, 0}, 0};
-  uint64_t gen_ = 0;
-  int remaining_ = 0;
-  bool stop_ = false;
+  uint32_t job_gen_ = 0;
+  Gate start_, done_;
 };
 
 std::mutex g_launch_m;  // one grid at a time: the pool and the blocks are shared
