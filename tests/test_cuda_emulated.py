@@ -28,6 +28,8 @@ from ebmfast import reference as ref
 HERE = Path(__file__).resolve().parent
 ASAN = os.environ.get("EBMFAST_EMU_ASAN") == "1"
 EPS32 = 2.0 ** -24  # unit roundoff of float32
+TF32 = 2.0 ** -11  # unit roundoff of tf32 (10 explicit mantissa bits)
+PRECISION = {"fp32": 0, "tf32": 1}
 
 _spec = importlib.util.spec_from_file_location("ebm_cuda_emu_build", HERE / "cuda_emu" / "build.py")
 emu_build = importlib.util.module_from_spec(_spec)
@@ -36,7 +38,12 @@ _spec.loader.exec_module(emu_build)
 P = ctypes.c_void_p
 I64, U64, U32, I32, F32 = ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_float
 SIGNATURES = {
-    "emu_layer_update": [P, P, I64, P, P, I64, P, I64, I64, F32, P, P, P, U32, U64, U32, U32],
+    "emu_layer_update": [P, P, I64, P, P, I64, P, I64, I64, F32, P, P, P, U32, U64, U32, U32, I32,
+                         I32, I32],
+    "emu_rbm_gibbs": [P, P, P, I64, I64, F32, P, P, I64, I64, U64, U32, I32],
+    "emu_rbm_cd_update": [P, P, P, I64, I64, P, I64, P, I64, P, P, P, P, P, P, P, P, P, P, P, P, P,
+                          P, F32, F32, F32, I32, P, P, I64, U64, U32, I32],
+    "emu_rbm_scores": [P, P, P, I64, I64, P, I64, P, P, I32],
     "emu_ising_chains": [I64, P, P, P, P, P, P, I64, I32, I32, P, P, P, I64, U64, U32, U32, P, P],
     "emu_lattice_sweeps": [P, I64, I64, F32, F32, P, I64, I32, U64, U32, U32, P, P, P],
     "emu_hopfield_recall": [P, P, P, P, I64, I64, I32, I32, U64, U32, P, P],
@@ -215,7 +222,7 @@ def test_float_to_tf32_rounding(dev):
 @pytest.mark.parametrize("with_c,convert", [(True, True), (False, True), (True, False)])
 def test_wmma_tf32_tiles(dev, b_col_major, with_c, convert):
     rng = np.random.default_rng(7 + b_col_major)
-    problems, lda, ldb, ldc = 3, 11, 19, 20  # padded leading dimensions
+    problems, lda, ldb, ldc = 3, 12, 20, 24  # padded (multiples of 16 bytes, as wmma needs)
     A = rng.standard_normal((problems * 16, lda)).astype(np.float32)
     # storage of B: 8 rows of ldb per problem, + 8 rows so the last col-major tile (16
     # columns of ldb) fits
@@ -243,6 +250,13 @@ def test_wmma_tf32_tiles(dev, b_col_major, with_c, convert):
         # the product really used TF32 inputs: differs from the float32 product somewhere
         assert np.abs(got - (a.astype(np.float64) @ b + c)).max() > 1e-5
     np.testing.assert_array_equal(D[:, 16:], 7.0)  # padding columns untouched
+    # the device's requirements: ldm a multiple of 16 bytes, 256-bit aligned pointers
+    with pytest.raises(RuntimeError, match="ldm 11 is not a multiple of 16 bytes"):
+        dev.call("emu_self_wmma", dev.array(A), 11, dev.array(Bt), ldb, int(b_col_major), None,
+                 ldc, D, 1, 1)
+    with pytest.raises(RuntimeError, match="not 256-bit aligned"):
+        dev.call("emu_self_wmma", dev.array(A).ctypes.data + 16, lda, dev.array(Bt), ldb,
+                 int(b_col_major), None, ldc, D, 1, 1)
 
 
 # =========================================================================== layer_update
@@ -256,48 +270,74 @@ def _layer_inputs(rng, rows, n_in, n_out, binary):
     return X.astype(np.float32), M.astype(np.float32)
 
 
-def _layer_bounds(pairs, bias, beta):
+def _layer_bounds(pairs, bias, beta, precision="fp32"):
     """|z32 - z| and |p32 - p| bounds of a float32 kernel against the float64 spec (as
-    test_layer_cuda: recursive summation gamma_n, sigmoid 1/4-Lipschitz + a few ulps)."""
+    test_layer_cuda: recursive summation gamma_n, sigmoid 1/4-Lipschitz + a few ulps);
+    tf32 adds the rounding of both operands of every product (2.2 * 2**-11 sum |x||m|,
+    test_rbm_cuda's derivation)."""
     n = sum(X.shape[1] for X, _ in pairs)
-    mag = abs(beta) * sum(np.abs(X.astype(np.float64)) @ np.abs(M.astype(np.float64))
-                          for X, M in pairs) + np.abs(bias.astype(np.float64))
-    tol_z = (n + 3) * EPS32 * mag + 1e-30
+    prod = abs(beta) * sum(np.abs(X.astype(np.float64)) @ np.abs(M.astype(np.float64))
+                           for X, M in pairs)
+    tol_z = (n + 3) * EPS32 * (prod + np.abs(bias.astype(np.float64))) + 1e-30
+    if precision == "tf32":
+        tol_z = tol_z + 2.2 * TF32 * prod
     return tol_z, tol_z / 4 + 8 * EPS32
 
 
-def _emu_layer(dev, pairs, bias, beta, stream, seed, step, chain_offset, want=(1, 1, 1)):
+def _emu_layer(dev, pairs, bias, beta, stream, seed, step, chain_offset, want=(1, 1, 1),
+               transposed=(False, False), precision="fp32"):
+    """The CUDA layer update on pairs [(X, M), ...]; a transposed neighbour gets M stored
+    as M.T (n_out, n_in), as the RBM's h -> v pass reads W."""
     rows, n_out = pairs[0][0].shape[0], bias.shape[0]
     outs = [dev.array(shape=(rows, n_out), dtype=np.float32) if w else None for w in want]
     (X1, M1), (X2, M2) = pairs[0], (pairs[1] if len(pairs) > 1 else (None, None))
-    dev.call("emu_layer_update", dev.array(X1), dev.array(M1), X1.shape[1],
-             None if X2 is None else dev.array(X2), None if M2 is None else dev.array(M2),
+
+    def store(M, t):
+        return None if M is None else dev.array(np.ascontiguousarray(M.T) if t else M)
+    dev.call("emu_layer_update", dev.array(X1), store(M1, transposed[0]), X1.shape[1],
+             None if X2 is None else dev.array(X2), store(M2, transposed[1]),
              0 if X2 is None else X2.shape[1], dev.array(bias), rows, n_out, beta, *outs,
-             stream, seed, step, chain_offset)
+             stream, seed, step, chain_offset, int(transposed[0]), int(transposed[1]),
+             PRECISION[precision])
     return [None if o is None else o.copy() for o in outs]
+
+
+# (precision, stored layout of M1 / M2): fp32 with each layout, tf32 (every block call
+# goes through the emulated wmma) with the plain and the first transposed layout.
+LAYER_MODES = [("fp32", (False, False)), ("fp32", (True, False)), ("fp32", (False, True)),
+               ("tf32", (False, False)), ("tf32", (True, False))]
 
 
 @pytest.mark.parametrize("rows,n_in,n_out", LAYER_SHAPES)
 @pytest.mark.parametrize("two", [False, True], ids=["one", "two"])
-def test_layer_update_matches_reference(dev, rows, n_in, n_out, two):
+@pytest.mark.parametrize("precision,transposed", LAYER_MODES,
+                         ids=["fp32-MM", "fp32-MtM", "fp32-MMt", "tf32-MM", "tf32-MtM"])
+def test_layer_update_matches_reference(dev, rows, n_in, n_out, two, transposed, precision):
+    if transposed[1] and not two:
+        pytest.skip("no second neighbour to transpose")
+    if precision == "tf32" and transposed[0] and rows * n_out > 5000:
+        pytest.skip("kept cheap: the transposed tf32 load is covered by the smaller shapes")
     rng = np.random.default_rng(rows * 1_000_003 + n_in * 1009 + n_out)
     pairs = [_layer_inputs(rng, rows, n_in, n_out, binary=not two)]
     if two:
         pairs.append(_layer_inputs(rng, rows, max(1, n_in // 2 + 5), n_out, binary=True))
     bias = (rng.standard_normal(n_out) * 0.5).astype(np.float32)
     beta, stream, seed, step, off = 0.8, ref.STREAM_LAYER + 1, 12345 + rows, 7, 3
-    field, prob, sample = _emu_layer(dev, pairs, bias, beta, stream, seed, step, off)
+    kw = dict(transposed=transposed, precision=precision)
+    field, prob, sample = _emu_layer(dev, pairs, bias, beta, stream, seed, step, off, **kw)
     z, p, s = ref.layer_update(pairs, bias, beta, stream, seed, step, off)
-    tol_z, tol_p = _layer_bounds(pairs, bias, beta)
+    tol_z, tol_p = _layer_bounds(pairs, bias, beta, precision)
     np.testing.assert_array_less(np.abs(field - z), tol_z)
     np.testing.assert_array_less(np.abs(prob - p), tol_p)
     assert set(np.unique(sample)) <= {0.0, 1.0}
     bad = sample != s
-    assert bad.mean() <= 0.001
+    assert bad.mean() <= (0.001 if precision == "fp32" else 0.01)
     u = ref.uniform_grid(seed, stream, step, rows, n_out, off)
     assert np.all(np.abs(u[bad] - p[bad]) <= tol_p[bad])
+    if precision == "tf32" and n_in >= 16:  # the tensor-core path really rounds its inputs
+        assert np.abs(field - z).max() > (n_in + 3) * EPS32 * np.abs(z).max()
     # the kernel with only samples requested (the other outputs null) draws the same
-    only = _emu_layer(dev, pairs, bias, beta, stream, seed, step, off, want=(0, 0, 1))[2]
+    only = _emu_layer(dev, pairs, bias, beta, stream, seed, step, off, want=(0, 0, 1), **kw)[2]
     np.testing.assert_array_equal(only, sample)
 
 
@@ -325,7 +365,139 @@ def test_layer_update_field_only_and_empty(dev):
     # zero rows: no launch at all (an empty grid would be a launch error)
     dev.call("emu_layer_update", dev.array(X[:0]), dev.array(M), 20, None, None, 0,
              dev.array(bias), 0, 9, 1.0, None, None, dev.array(shape=(0, 9), dtype=np.float32),
-             0, 1, 0, 0)
+             0, 1, 0, 0, 0, 0, 0)
+
+
+# =========================================================================== RBM (rbm.cu)
+
+try:  # the CPU suite's RBM helpers and bounds, and the GPU suite's tf32 / CD bounds
+    from test_kernels import (SEED, STEP, agreement, assert_close, binary, free_energy_bound,
+                              gaussian, pll_bound, rbm_params)
+    from test_rbm_cuda import gpu_gradient_bounds
+except ImportError:  # pragma: no cover - run from another directory
+    sys.path.insert(0, str(HERE))
+    from test_kernels import (SEED, STEP, agreement, assert_close, binary, free_energy_bound,
+                              gaussian, pll_bound, rbm_params)
+    from test_rbm_cuda import gpu_gradient_bounds
+
+RBM_SHAPES = [(1, 1, 1), (31, 65, 33), (65, 17, 130)]  # rows, n_v, n_h across the 64-tile
+
+
+@pytest.mark.parametrize("rows,n_v,n_h", RBM_SHAPES)
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+def test_rbm_gibbs_matches_reference(dev, rows, n_v, n_h, precision):
+    rng = np.random.default_rng(rows * 7 + n_v * 3 + n_h)
+    W, _, b, c = rbm_params(rng, n_v, n_h)
+    V0 = binary(rng, (rows, n_v), 0.5)
+    beta, k = 0.8, 2
+    bb, cb = (beta * b).astype(np.float32), (beta * c).astype(np.float32)
+    V = dev.array(V0)
+    H = dev.array(shape=(rows, n_h), dtype=np.float32)
+    dev.call("emu_rbm_gibbs", dev.array(W), dev.array(bb), dev.array(cb), n_v, n_h, beta, V, H,
+             rows, k, SEED, STEP, PRECISION[precision])
+    V_ref, H_ref = ref.gibbs(W, bb, cb, V0, k, beta, SEED, STEP)
+    bar = 0.999 if precision == "fp32" else 0.99
+    assert set(np.unique(V)) <= {0.0, 1.0} and set(np.unique(H)) <= {0.0, 1.0}
+    assert agreement(V, V_ref) >= bar and agreement(H, H_ref) >= bar
+    if precision == "fp32":  # and the CPU kernel on the same stream
+        Vc = V0.copy()
+        _core.gibbs(W, np.ascontiguousarray(W.T), bb, cb, Vc, None, k, beta, SEED, STEP, 0)
+        assert agreement(V, Vc) >= 0.999
+
+
+def _emu_cd(dev, W, b, c, V0, chain, k, precision, *, velocities=None, lr=0.1, mom=0.5, wd=0.01,
+            gradient_only=True, recon=False):
+    n_v, n_h = W.shape
+    B0 = V0.shape[0]
+    Bc = 0 if chain is None else chain.shape[0]
+    f32 = np.float32
+    chain_d = None if chain is None else dev.array(chain)
+    P0 = dev.array(shape=(B0, n_h), dtype=f32)
+    H = dev.array(shape=(max(B0, Bc), n_h), dtype=f32)
+    Vk = dev.array(shape=(B0, n_v), dtype=f32) if chain is None else None
+    Pk = dev.array(shape=(Bc or B0, n_h), dtype=f32)
+    Pv = dev.array(shape=(B0, n_v), dtype=f32) if recon else None
+    outs = [dev.array(shape=a.shape, dtype=f32) for a in (W, b, c)]
+    vel = [None] * 3 if velocities is None else [dev.array(v) for v in velocities]
+    outv = [None] * 3 if gradient_only else [dev.array(shape=a.shape, dtype=f32) for a in (W, b, c)]
+    stats = None if gradient_only else dev.array(np.zeros(2, np.uint32))
+    rec = dev.array(np.zeros(1, np.float64)) if recon else None
+    dev.call("emu_rbm_cd_update", dev.array(W), dev.array(b), dev.array(c), n_v, n_h,
+             dev.array(V0), B0, chain_d, Bc, P0, H, Vk, Pk, Pv, *vel, *outs, *outv, lr, mom, wd,
+             int(gradient_only), stats, rec, k, SEED, STEP, PRECISION[precision])
+    chain_k = (chain_d if chain is not None else Vk).copy()
+    return dict(outs=[o.copy() for o in outs], outv=None if gradient_only else [o.copy() for o in outv],
+                stats=None if stats is None else stats.copy(), recon=None if rec is None else rec[0],
+                chain=chain_k)
+
+
+@pytest.mark.parametrize("n_data,n_v,n_h", [(1, 1, 1), (17, 33, 65), (64, 129, 31)])
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+def test_rbm_cd_gradient_matches_reference(dev, n_data, n_v, n_h, persistent, precision):
+    if precision == "tf32" and n_v > 64 and persistent:
+        pytest.skip("kept cheap: tf32 on three weight tiles is covered by the CD case")
+    rng = np.random.default_rng(n_data + n_v + n_h + 1000 * persistent)
+    W, _, b, c = rbm_params(rng, n_v, n_h)
+    V0 = rng.random((n_data, n_v)).astype(np.float32) if n_v % 2 else binary(rng, (n_data, n_v), 0.3)
+    chain = binary(rng, (n_data + 5, n_v), 0.5) if persistent else None  # Bc != B0
+    k = 2
+    r = ref.cd_gradient(W, b, c, V0, k, SEED, STEP, chain)
+    e = _emu_cd(dev, W, b, c, V0, chain, k, precision)
+    bar = 0.999 if precision == "fp32" else 0.99
+    assert agreement(e["chain"], r.chain) >= bar
+    n_bad = int(np.any(e["chain"] != r.chain, axis=1).sum())
+    tol_W, tol_b, tol_c = gpu_gradient_bounds(W, b, c, V0, r.chain, n_bad, precision)
+    dW, db, dc = e["outs"]
+    assert_close(dW, r.dW, tol_W, "dW")
+    assert_close(db, r.db, tol_b, "db")
+    assert_close(dc, r.dc, tol_c, "dc")
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+def test_rbm_cd_update_momentum_stats_and_recon(dev, persistent):
+    rng = np.random.default_rng(11 + persistent)
+    n_d, n_v, n_h = 50, 70, 45
+    W, _, b, c = rbm_params(rng, n_v, n_h)
+    vel = [(0.01 * gaussian(rng, a.shape, 1.0)).astype(np.float32) for a in (W, b, c)]
+    V0 = binary(rng, (n_d, n_v), 0.4)
+    chain = binary(rng, (n_d, n_v), 0.5) if persistent else None
+    lr, mom, wd = 0.05, 0.7, 0.02
+    g = _emu_cd(dev, W, b, c, V0, chain, 1, "fp32", lr=lr, mom=mom, wd=wd)["outs"]
+    u = _emu_cd(dev, W, b, c, V0, chain, 1, "fp32", velocities=vel, lr=lr, mom=mom, wd=wd,
+                gradient_only=False, recon=True)
+    for p, v, grad, o, ov, decay in zip((W, b, c), vel, g, u["outs"], u["outv"], (wd, 0.0, 0.0)):
+        want_p, want_v = ref.momentum_update(p, v, grad, lr, mom, decay)
+        np.testing.assert_allclose(ov, want_v, rtol=4 * EPS32 * 2, atol=8 * EPS32 * (np.abs(v).max() + lr))
+        np.testing.assert_allclose(o, want_p, rtol=4 * EPS32 * 2, atol=8 * EPS32 * (np.abs(p).max() + 1))
+    mw, mv = (float(np.array([x], np.uint32).view(np.float32)[0]) for x in u["stats"])
+    assert mw == max(float(np.abs(o).max()) for o in u["outs"])
+    assert mv == max(float(np.abs(o).max()) for o in u["outv"])
+    # recon: sum of (v0 - p(v | p(h | v0)))^2 with the parameters before the update
+    ph = ref.sigmoid(V0.astype(np.float64) @ W + c)
+    pv = ref.sigmoid(ph @ W.T + b)
+    want = float(((V0 - pv) ** 2).sum())
+    assert abs(u["recon"] - want) <= 1e-4 * (1.0 + want)
+
+
+@pytest.mark.parametrize("rows,n_v,n_h", [(1, 1, 1), (5, 17, 65), (3, 40, 257)])
+def test_rbm_free_energy_and_pll_match_reference(dev, rows, n_v, n_h):
+    rng = np.random.default_rng(rows + n_v + n_h)
+    W, _, b, c = rbm_params(rng, n_v, n_h)
+    Vb = binary(rng, (rows, n_v), 0.5)
+    Vr = rng.random((rows, n_v)).astype(np.float32)
+    Wd, bd, cd = dev.array(W), dev.array(b), dev.array(c)
+
+    def scores(V, pll):
+        out = dev.array(shape=(rows,), dtype=np.float64)
+        dev.call("emu_rbm_scores", Wd, bd, cd, n_v, n_h, dev.array(V), rows,
+                 dev.array(shape=(rows, n_h), dtype=np.float32), out, int(pll))
+        return out.copy()
+    for V in (Vb, Vr):
+        assert_close(scores(V, False), ref.free_energy(W, b, c, V), free_energy_bound(W, b, c, V), "F")
+    pll = scores(Vb, True)
+    assert np.all(pll <= 0)
+    assert_close(pll, ref.pseudo_log_likelihood(W, b, c, Vb), pll_bound(W, b, c, Vb), "PLL")
 
 
 # =========================================================================== spin chains
@@ -630,12 +802,15 @@ def test_kernels_under_address_sanitizer(dev):
     env["EBMFAST_EMU_ASAN"] = "1"
     env.pop("PYTEST_ADDOPTS", None)
     sel = ("test_shared_memory_shuffles_and_atomics or test_warp_collectives or test_wmma or "
-           "(test_layer_update_matches_reference and (1-1-1 or 33-130-130 or 31-33-65)) or "
+           "(test_layer_update_matches_reference and fp32 and (1-1-1 or 33-130-130 or 31-33-65)) or "
            "(test_ising_chains_match_cpu_exactly and 7-130 and csr) or "
            "(test_ising_chains_match_cpu_exactly and 33-33 and dense) or "
            "test_lattice_matches_cpu_and_reference or "
            "(test_hopfield_recall_matches_cpu_and_reference and 7-130) or "
-           "(test_mcmc_chunk_matches_cpu and mala)")
+           "(test_mcmc_chunk_matches_cpu and mala) or "
+           "(test_layer_update_matches_reference and tf32 and 33-130-130) or "
+           "(test_rbm_cd_gradient_matches_reference and 17-33-65) or "
+           "test_rbm_free_energy_and_pll")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-s", "-p", "no:cacheprovider",
                         str(Path(__file__)), "-k", sel], env=env, capture_output=True, text=True,
                        timeout=600)

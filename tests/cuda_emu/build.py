@@ -10,7 +10,7 @@ flags, compiler version), so only the first test run compiles.
 
 To emulate a new kernel file: write a shim in shims/ (extern "C" functions returning
 ``emu::guard([&] { ... })``, see shims/layer_update.cpp) and add one line to UNITS:
-``("csrc/cuda/rbm.cu", "shims/rbm.cpp"),``. Then ``load()`` exposes its functions.
+``("csrc/cuda/new_kernel.cu", "shims/new_kernel.cpp"),``. Then ``load()`` exposes its functions.
 
 Environment: EBMFAST_EMU_CACHE (cache directory, default <tmp>/ebmfast-cuda-emu),
 CXX (compiler, default g++).
@@ -38,6 +38,7 @@ UNITS = [
     ("csrc/cuda/ising_chains.cu", "shims/ising_chains.cpp"),
     ("csrc/cuda/hopfield_recall.cu", "shims/hopfield_recall.cpp"),
     ("csrc/cuda/mcmc_chains.cu", "shims/mcmc_chains.cpp"),
+    ("csrc/cuda/rbm.cu", "shims/rbm.cpp"),
     ("tests/cuda_emu/selftest.cu", None),  # the emulator's own checks (entry points inside)
 ]
 

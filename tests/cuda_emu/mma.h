@@ -7,7 +7,8 @@
 // but code that assumes the device's element-to-position mapping does not (that mapping
 // is unspecified by CUDA anyway). load/mma/fill are computed redundantly by each lane;
 // every *_sync call is a warp barrier, so all 32 lanes must call it (as on the device);
-// store_matrix_sync writes from lane 0 only, then the warp waits for it.
+// store_matrix_sync writes from lane 0 only, then the warp waits for it. Pointers must be
+// 32-byte aligned and ldm a multiple of 16 bytes, as on the device (else an error).
 //
 // __float_to_tf32 rounds to nearest, ties away from zero, to a 10-bit mantissa, and keeps
 // the result as a float (cvt.rna.tf32.f32). mma_sync reads only the top 19 bits of each
@@ -17,6 +18,8 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include "emu.h"
 
@@ -58,6 +61,17 @@ inline float tf32_truncate(float f) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+// The device's requirements on every load/store: a 256-bit aligned pointer and a leading
+// dimension that is a multiple of 16 bytes (CUDA Programming Guide, wmma). A violation is
+// an error here (undefined behaviour on the device).
+template <class T>
+inline void check_ptr(const T* p, unsigned ldm, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0)
+    throw std::runtime_error(std::string(what) + ": pointer not 256-bit aligned");
+  if ((ldm * sizeof(T)) % 16 != 0)
+    throw std::runtime_error(std::string(what) + ": ldm " + std::to_string(ldm) +
+                             " is not a multiple of 16 bytes");
+}
 inline void warp_sync(const char* what) {
   // The calling warp's lanes (all of them: a *_sync call is warp-collective).
   const unsigned nt = blockDim.x * blockDim.y * blockDim.z;
@@ -93,6 +107,7 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const typename fra
                              unsigned ldm) {
   static_assert(!std::is_same_v<L, void>, "an accumulator load needs a layout_t");
   detail::warp_sync("wmma::load_matrix_sync");
+  detail::check_ptr(p, ldm, "wmma::load_matrix_sync");
   constexpr int R = fragment<Use, M, N, K, T, L>::rows, C = fragment<Use, M, N, K, T, L>::cols;
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c)
@@ -103,6 +118,7 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const typename fra
 template <int M, int N, int K, class T>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm, layout_t layout) {
   detail::warp_sync("wmma::load_matrix_sync");
+  detail::check_ptr(p, ldm, "wmma::load_matrix_sync");
   for (int r = 0; r < M; ++r)
     for (int c = 0; c < N; ++c)
       f.x[r * N + c] = layout == mem_row_major ? p[r * static_cast<size_t>(ldm) + c]
@@ -112,6 +128,7 @@ inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, u
 template <int M, int N, int K, class T>
 inline void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
   detail::warp_sync("wmma::store_matrix_sync");
+  detail::check_ptr(p, ldm, "wmma::store_matrix_sync");
   if ((threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32 == 0)
     for (int r = 0; r < M; ++r)
       for (int c = 0; c < N; ++c) {
