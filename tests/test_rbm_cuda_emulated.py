@@ -1,0 +1,196 @@
+"""The whole GPU path of the RBM - RBM(device="cuda"), ebmfast._rbm_cuda, _layer_cuda - run
+on a machine without a GPU: a host stand-in for CuPy (tests/cuda_emu/fake_cupy.py) holds
+the "device" arrays and the _core.cuda_* bindings are replaced by the same launchers of
+csrc/cuda compiled by the host emulator (tests/cuda_emu). The test bodies are those of
+tests/test_rbm_cuda.py (the real-GPU file), called here on small sizes, so the Python
+glue (buffers, steps, in-place / spare-buffer updates, divergence handling, batching,
+save/load across devices, input checks) is exercised against the reference before any
+GPU is at hand. What this cannot check: real CuPy (streams, pools, interop with other
+libraries) and the kernels' behaviour on hardware (see test_cuda_emulated.py)."""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ebmfast as ef
+from ebmfast import _core, _layer_cuda, _rbm_cuda
+import test_rbm_cuda as T
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+emu_build = _load("ebm_cuda_emu_build", HERE / "cuda_emu" / "build.py")
+fake_cupy = _load("ebm_fake_cupy", HERE / "cuda_emu" / "fake_cupy.py")
+
+P = ctypes.c_void_p
+I64, U64, U32, I32, F32 = ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_float
+SIGNATURES = {
+    "emu_layer_update": [P, P, I64, P, P, I64, P, I64, I64, F32, P, P, P, U32, U64, U32, U32, I32,
+                         I32, I32],
+    "emu_rbm_gibbs": [P, P, P, I64, I64, F32, P, P, I64, I64, U64, U32, I32],
+    "emu_rbm_cd_update": [P, P, P, I64, I64, P, I64, P, I64, P, P, P, P, P, P, P, P, P, P, P, P, P,
+                          P, F32, F32, F32, I32, P, P, I64, U64, U32, I32],
+    "emu_rbm_scores": [P, P, P, I64, I64, P, I64, P, P, I32],
+}
+
+
+@pytest.fixture(scope="module")
+def emu_lib():
+    try:
+        lib = emu_build.load()
+    except emu_build.EmuUnavailable as exc:
+        pytest.skip(f"CUDA host emulator unavailable: {exc}")
+    for name, args in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, ctypes.c_char_p
+    lib.emu_set_timeout.argtypes, lib.emu_set_timeout.restype = [ctypes.c_double], None
+    lib.emu_set_timeout(60.0)
+    return lib
+
+
+def _checked(fn):
+    def call(*args):
+        err = fn(*[0 if a is None else a for a in args])
+        if err:
+            raise RuntimeError(err.decode())
+    return call
+
+
+@pytest.fixture
+def fake_gpu(emu_lib, monkeypatch):
+    """CuPy -> the host stand-in; the cuda_* bindings -> the emulated launchers (same
+    arguments; the CUDA stream is dropped: the emulator runs launches in order)."""
+    layer, gibbs = _checked(emu_lib.emu_layer_update), _checked(emu_lib.emu_rbm_gibbs)
+    cd, scores = _checked(emu_lib.emu_rbm_cd_update), _checked(emu_lib.emu_rbm_scores)
+
+    def cuda_layer_update(X1, M1, n1, X2, M2, n2, bias, rows, n_out, beta, field, prob, sample,
+                          stream_id, seed, step, chain_offset, cuda_stream, m1_transposed=False,
+                          m2_transposed=False, precision=0):
+        layer(X1, M1, n1, X2, M2, n2, bias, rows, n_out, beta, field, prob, sample, stream_id,
+              seed, step, chain_offset, int(m1_transposed), int(m2_transposed), precision)
+
+    def cuda_rbm_gibbs(W, b, c, n_v, n_h, beta, V, H, rows, k, seed, step, chain_offset,
+                       cuda_stream, precision):
+        assert chain_offset == 0
+        gibbs(W, b, c, n_v, n_h, beta, V, H, rows, k, seed, step, precision)
+
+    def cuda_rbm_cd_update(*args):
+        assert len(args) == 34
+        cd(*args[:32], args[33])  # drop cuda_stream (argument 33)
+
+    def cuda_rbm_free_energy(W, b, c, n_v, n_h, V, rows, Z, out, pll, cuda_stream):
+        scores(W, b, c, n_v, n_h, V, rows, Z, out, int(pll))
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    for mod in (_layer_cuda, _rbm_cuda, T):
+        monkeypatch.setattr(mod, "cp", fake_cupy)
+    monkeypatch.setattr(_core, "cuda_compiled", True)
+    monkeypatch.setattr(_core, "cuda_device_count", lambda: 1)
+    for name, fn in [("cuda_layer_update", cuda_layer_update), ("cuda_rbm_gibbs", cuda_rbm_gibbs),
+                     ("cuda_rbm_cd_update", cuda_rbm_cd_update),
+                     ("cuda_rbm_free_energy", cuda_rbm_free_energy)]:
+        monkeypatch.setattr(_core, name, fn, raising=False)
+    return fake_cupy
+
+
+# --------------------------------------------------------------------------- the fake itself
+
+def test_fake_cupy_behaves_like_cupy_where_it_matters(fake_gpu):
+    cp = fake_gpu
+    a = cp.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)  # host code handed a device array fails, as with CuPy
+    assert isinstance(np.isfinite(a), cp.ndarray) and isinstance(a[0], cp.ndarray)
+    assert a.data.ptr == a.__cuda_array_interface__["data"][0]
+    host = np.ones(3, np.float32)
+    d = cp.asarray(host)
+    host[0] = 5  # asarray of host data is a copy (a transfer), not a view
+    assert float(d[0]) == 1.0
+    assert isinstance(a.get(), np.ndarray) and not isinstance(a.get(), cp.ndarray)
+
+
+# --------------------------------------------------------------------------- kernel tests
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+@pytest.mark.parametrize("rows,n_v,n_h", [(1, 33, 65), (33, 17, 31), (17, 129, 40)])
+def test_gibbs_through_the_glue(fake_gpu, rows, n_v, n_h, precision):
+    T.test_gibbs_matches_reference_stream(rows, n_v, n_h, 2, precision)
+    T.test_gibbs_matches_reference_stream(rows, n_v, n_h, 1, precision)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+@pytest.mark.parametrize("data_kind", ["binary", "real"])
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+@pytest.mark.parametrize("n_data,n_v,n_h", [(1, 1, 1), (17, 33, 65)])
+def test_cd_gradient_through_the_glue(fake_gpu, n_data, n_v, n_h, persistent, data_kind,
+                                      precision):
+    T.test_cd_gradient_matches_reference(n_data, n_v, n_h, persistent, 2, data_kind, precision)
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+def test_momentum_step_through_the_glue(fake_gpu, persistent):
+    T.test_cd_update_applies_momentum_and_weight_decay(persistent)
+
+
+@pytest.mark.parametrize("rows,n_v,n_h", [(1, 1, 1), (33, 17, 65)])
+def test_scores_through_the_glue(fake_gpu, rows, n_v, n_h):
+    T.test_free_energy_and_pll_match_reference(rows, n_v, n_h)
+
+
+# --------------------------------------------------------------------------- the model
+
+def test_whole_api(fake_gpu):
+    T.test_the_whole_api_on_the_gpu_returns_gpu_arrays()
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_training_follows_the_cpu(fake_gpu, method):
+    T.test_gpu_training_follows_the_cpu(method)
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_divergence_restores_the_model(fake_gpu, method):
+    T.test_gpu_divergence_restores_the_model(method)
+
+
+def test_save_load_across_devices(fake_gpu, tmp_path):
+    T.test_save_on_gpu_load_on_cpu_and_back(tmp_path)
+
+
+def test_input_errors(fake_gpu):
+    with pytest.raises(pytest.skip.Exception):  # the PyTorch part needs a real GPU
+        T.test_interop_and_wrong_device_errors()
+
+
+def test_tf32_training(fake_gpu):
+    T.test_tf32_model_trains()
+
+
+def test_gpu_and_cpu_models_agree_update_for_update(fake_gpu):
+    # PCD with momentum and weight decay over several updates, one update at a time: the
+    # in-place GPU path with host-side bounds must track the CPU model.
+    cp = fake_gpu
+    X = T.binary(np.random.default_rng(4), (30, 20), 0.4)
+    kw = dict(method="pcd", k=2, momentum=0.5, weight_decay=1e-3, learning_rate=0.05,
+              batch_size=10)
+    cpu, gpu = T.model_pair(**kw)
+    for start in range(0, 30, 10):
+        cpu.partial_fit(X[start:start + 10])
+        gpu.partial_fit(cp.asarray(X[start:start + 10]))
+        assert cpu.step == gpu.step
+        np.testing.assert_allclose(gpu.W.get(), cpu.W, atol=1e-5)
+        np.testing.assert_allclose(gpu.c.get(), cpu.c, atol=1e-5)
+    # the host-side bounds are bounds
+    assert gpu._max_param >= float(np.abs(gpu.W.get()).max())
