@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ebmfast as ef
 from ebmfast import _core, _layer_cuda, _rbm_cuda
 import test_rbm_cuda as T
 
