@@ -156,7 +156,8 @@ def _binary(name):
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__pow__", "__lt__", "__le__", "__gt__", "__ge__",
               "__eq__", "__ne__", "__and__", "__or__", "__xor__", "__rand__", "__ror__",
-              "__matmul__", "__rmatmul__", "__iadd__", "__isub__", "__imul__"):
+              "__matmul__", "__rmatmul__", "__iadd__", "__isub__", "__imul__", "__rshift__",
+              "__lshift__", "__mod__", "__floordiv__", "__rpow__"):
     setattr(ndarray, _name, _binary(_name))
 for _name in ("__neg__", "__abs__", "__invert__"):
     setattr(ndarray, _name, (lambda n: lambda self: _wrap(getattr(self._a, n)()))(_name))
@@ -195,6 +196,14 @@ empty_like, zeros_like, ones_like, full_like = (_creator(np.empty_like), _creato
 stack, concatenate, isfinite, isnan, abs, arange, where = (  # noqa: A001 - CuPy's names
     _creator(np.stack), _creator(np.concatenate), _creator(np.isfinite), _creator(np.isnan),
     _creator(np.abs), _creator(np.arange), _creator(np.where))
+
+
+def __getattr__(name):
+    """Any other NumPy function, on fake device arrays (cupy.log, cupy.clip, ...)."""
+    fn = getattr(np, name, None)
+    if fn is None or not callable(fn):
+        raise AttributeError(f"the fake CuPy has no {name!r}")
+    return _creator(fn)
 
 
 # --------------------------------------------------------------------------- cuda

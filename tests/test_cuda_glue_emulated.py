@@ -1,4 +1,5 @@
-"""The whole GPU path of the RBM - RBM(device="cuda"), ebmfast._rbm_cuda, _layer_cuda - run
+"""The GPU paths of the models - RBM(device="cuda") with ebmfast._rbm_cuda, the DBM and the
+estimators on _layer_cuda - run
 on a machine without a GPU: a host stand-in for CuPy (tests/cuda_emu/fake_cupy.py) holds
 the "device" arrays and the _core.cuda_* bindings are replaced by the same launchers of
 csrc/cuda compiled by the host emulator (tests/cuda_emu). The test bodies are those of
@@ -17,7 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import ebmfast as ef
 from ebmfast import _core, _layer_cuda, _rbm_cuda
+import test_dbm_cuda as TD  # noqa: I001 - the real-GPU test modules whose bodies run here
+import test_estimators_cuda as TE
 import test_rbm_cuda as T
 
 HERE = Path(__file__).resolve().parent
@@ -93,7 +97,7 @@ def fake_gpu(emu_lib, monkeypatch):
         scores(W, b, c, n_v, n_h, V, rows, Z, out, int(pll))
 
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
-    for mod in (_layer_cuda, _rbm_cuda, T):
+    for mod in (_layer_cuda, _rbm_cuda, T, TD, TE):
         monkeypatch.setattr(mod, "cp", fake_cupy)
     monkeypatch.setattr(_core, "cuda_compiled", True)
     monkeypatch.setattr(_core, "cuda_device_count", lambda: 1)
@@ -193,3 +197,59 @@ def test_gpu_and_cpu_models_agree_update_for_update(fake_gpu):
         np.testing.assert_allclose(gpu.c.get(), cpu.c, atol=1e-5)
     # the host-side bounds are bounds
     assert gpu._max_param >= float(np.abs(gpu.W.get()).max())
+
+
+# --------------------------------------------------------------------------- DBM, estimators
+# The bodies of test_dbm_cuda.py / test_estimators_cuda.py on sizes the emulator runs in
+# seconds (their 784-unit cases and the DBM training run are left to a real GPU).
+
+@pytest.mark.parametrize("sizes,rows", [([33, 31, 257], 65), ([7, 129, 3, 32], 17)])
+def test_dbm_sweeps_through_the_glue(fake_gpu, sizes, rows):
+    TD.test_gpu_sweeps_match_reference_and_cpu(sizes, rows)
+
+
+def test_dbm_mean_field_through_the_glue(fake_gpu):
+    TD.test_gpu_mean_field_matches_cpu()
+
+
+def test_dbm_refuses_host_arrays(fake_gpu):
+    TD.test_gpu_model_refuses_host_arrays()
+
+
+@pytest.mark.parametrize("n_v,n_h", [(30, 12), (9, 20)])
+def test_exact_log_partition_through_the_glue(fake_gpu, n_v, n_h):
+    TE.test_gpu_exact_log_partition_matches_cpu(n_v, n_h)
+
+
+def test_ais_through_the_glue(fake_gpu):
+    # test_estimators_cuda's check on a shorter schedule (the emulator runs ~1 ms per
+    # launch): the same uniforms drive both devices, so the estimates agree up to chains
+    # flipped by rounding, far inside the runs' own standard error.
+    from ebmfast import estimators as E
+    from test_estimators import random_rbm
+    rbm = random_rbm(12, 10, 2, scale=0.5)
+    betas = np.linspace(0.0, 1.0, 60)
+    a = E.ais(rbm, n_runs=64, betas=betas, seed=3)
+    g = E.ais(rbm, n_runs=64, betas=betas, seed=3, device="cuda")
+    assert abs(a.log_z - g.log_z) < 1e-3
+    assert abs(g.log_z - E.exact_log_partition(rbm)) < 5 * g.se + 1e-3
+
+
+def test_dbm_ais_through_the_glue(fake_gpu):
+    # test_estimators_cuda's DBM check on a shorter schedule: the estimate lies within
+    # five of its own standard errors of the exact log Z (false-failure rate < 1e-6 for a
+    # normal estimate), and equals the CPU estimate on the same stream up to rounding.
+    from ebmfast import estimators as E
+    rng = np.random.default_rng(5)
+    Ws = [(0.6 * rng.standard_normal(s)).astype(np.float32) for s in ((10, 8), (8, 6))]
+    bs = [(0.5 * rng.standard_normal(n)).astype(np.float32) for n in (10, 8, 6)]
+    out = []
+    for device, xp in (("cpu", np), ("cuda", fake_gpu)):
+        d = ef.DBM([10, 8, 6], seed=5, pretrain=False, device=device)
+        d.W_ = [xp.asarray(W) for W in Ws]
+        d.biases_ = [xp.asarray(b) for b in bs]
+        d._refresh_transposes()
+        out.append(E.ais(d, n_runs=64, betas=np.linspace(0.0, 1.0, 200), seed=6))
+    cpu, gpu = out
+    assert abs(gpu.log_z - E.exact_log_partition(d)) < 5 * gpu.se + 1e-3
+    assert abs(gpu.log_z - cpu.log_z) < 1e-3
