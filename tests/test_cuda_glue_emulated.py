@@ -20,7 +20,8 @@ import pytest
 
 import ebmfast as ef
 from ebmfast import _core, _layer_cuda, _rbm_cuda
-import test_dbm_cuda as TD  # noqa: I001 - the real-GPU test modules whose bodies run here
+import test_cuda_emulated as TC  # the emulator build and the launchers' argument types
+import test_dbm_cuda as TD  # the real-GPU test modules whose bodies run here
 import test_estimators_cuda as TE
 import test_rbm_cuda as T
 
@@ -34,19 +35,10 @@ def _load(name, path):
     return mod
 
 
-emu_build = _load("ebm_cuda_emu_build", HERE / "cuda_emu" / "build.py")
+emu_build = TC.emu_build
 fake_cupy = _load("ebm_fake_cupy", HERE / "cuda_emu" / "fake_cupy.py")
-
-P = ctypes.c_void_p
-I64, U64, U32, I32, F32 = ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_float
-SIGNATURES = {
-    "emu_layer_update": [P, P, I64, P, P, I64, P, I64, I64, F32, P, P, P, U32, U64, U32, U32, I32,
-                         I32, I32],
-    "emu_rbm_gibbs": [P, P, P, I64, I64, F32, P, P, I64, I64, U64, U32, I32],
-    "emu_rbm_cd_update": [P, P, P, I64, I64, P, I64, P, I64, P, P, P, P, P, P, P, P, P, P, P, P, P,
-                          P, F32, F32, F32, I32, P, P, I64, U64, U32, I32],
-    "emu_rbm_scores": [P, P, P, I64, I64, P, I64, P, P, I32],
-}
+SIGNATURES = {name: TC.SIGNATURES[name] for name in
+              ("emu_layer_update", "emu_rbm_gibbs", "emu_rbm_cd_update", "emu_rbm_scores")}
 
 
 @pytest.fixture(scope="module")

@@ -335,25 +335,33 @@ void rbm_cd_update(const RbmDeviceParams& P, const RbmCdBuffers& buf, const RbmC
   check_cuda(cudaGetLastError(), "cd_bias launch");
 }
 
-void rbm_free_energy(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
-                     double* out, uintptr_t stream) {
+namespace {
+
+// The hidden field Z, then one block per row: free energy or pseudo-log-likelihood.
+void row_scores(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z, double* out,
+                uintptr_t stream, bool pll) {
   if (rows <= 0) return;
   LayerOutputsCuda f;
   f.field = Z;
   to_hidden(P, V, rows, 1.0f, f, RngView{}, stream, Precision::kFp32);
-  free_energy_kernel<<<row_blocks(rows), 256, 0, as_stream(stream)>>>(V, Z, P.b, P.n_v, P.n_h, out);
-  check_cuda(cudaGetLastError(), "free_energy launch");
+  const cudaStream_t st = as_stream(stream);
+  if (pll)
+    pseudo_log_likelihood_kernel<<<row_blocks(rows), 256, 0, st>>>(V, Z, P.W, P.b, P.n_v, P.n_h, out);
+  else
+    free_energy_kernel<<<row_blocks(rows), 256, 0, st>>>(V, Z, P.b, P.n_v, P.n_h, out);
+  check_cuda(cudaGetLastError(), pll ? "pseudo_log_likelihood launch" : "free_energy launch");
+}
+
+}  // namespace
+
+void rbm_free_energy(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
+                     double* out, uintptr_t stream) {
+  row_scores(P, V, rows, Z, out, stream, false);
 }
 
 void rbm_pseudo_log_likelihood(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
                                double* out, uintptr_t stream) {
-  if (rows <= 0) return;
-  LayerOutputsCuda f;
-  f.field = Z;
-  to_hidden(P, V, rows, 1.0f, f, RngView{}, stream, Precision::kFp32);
-  pseudo_log_likelihood_kernel<<<row_blocks(rows), 256, 0, as_stream(stream)>>>(V, Z, P.W, P.b,
-                                                                                P.n_v, P.n_h, out);
-  check_cuda(cudaGetLastError(), "pseudo_log_likelihood launch");
+  row_scores(P, V, rows, Z, out, stream, true);
 }
 
 }  // namespace ebm::cuda
