@@ -122,6 +122,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_count", &ebm::cuda::device_count);
   m.def("cuda_device_name", &ebm::cuda::device_name, py::arg("index") = 0);
   m.def("cuda_runtime_version", &ebm::cuda::runtime_version);
+  m.def("cuda_compute_capability", &ebm::cuda::current_compute_capability,
+        "10 * major + minor of the current device (0 when unknown).");
   // Spin chains / lattice on device buffers (pointers as integers, from CuPy; the Python
   // layer has checked shapes, dtypes and devices).
   m.def("cuda_ising_chains",
@@ -322,6 +324,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_count", []() { return 0; });
   m.def("cuda_device_name", [](int) { return std::string(); }, py::arg("index") = 0);
   m.def("cuda_runtime_version", []() { return 0; });
+  m.def("cuda_compute_capability", []() { return 0; });
 #endif
   m.def("set_num_threads", [](int n) {
     require(n >= 1, "n_threads must be >= 1");

@@ -81,6 +81,29 @@ def test_load_onto_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     np.testing.assert_array_equal(back.W, rbm.W)
 
 
+def test_old_gpus_and_missing_cupy_are_clear_errors(monkeypatch):
+    # The kernels are built for sm_80 / sm_90: an older GPU must be refused up front (not
+    # fail later with "no kernel image"), and "auto" must then stay on the CPU.
+    monkeypatch.setattr(_core, "cuda_compiled", True)
+    monkeypatch.setattr(_core, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(_core, "cuda_compute_capability", lambda: 75)
+    with pytest.raises(RuntimeError, match="compute capability 7.5"):
+        ef.RBM(3, 2, device="cuda")
+    assert ef.RBM(3, 2, device="auto").device_ == "cpu"
+    monkeypatch.setattr(_core, "cuda_compute_capability", lambda: 90)
+    import builtins
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy" or name.startswith("cupy."):
+            raise ImportError("no cupy")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    with pytest.raises(RuntimeError, match="CuPy"):
+        ef.RBM(3, 2, device="cuda")
+    assert ef.RBM(3, 2, device="auto").device_ == "cpu"
+
+
 # --------------------------------------------------------------------------- helpers (GPU)
 
 def tf32_field_bound(X, M, bias, beta=1.0):

@@ -11,6 +11,9 @@ int device_count();
 std::string device_name(int index);
 // Version of the CUDA runtime the module was built with (e.g. 13000).
 int runtime_version();
+// Compute capability of the current device as 10 * major + minor (90 for an H100), 0 when
+// it cannot be queried.
+int current_compute_capability();
 
 }  // namespace ebm::cuda
 

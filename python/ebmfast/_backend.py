@@ -16,21 +16,47 @@ from . import _core
 DEVICES = ("auto", "cpu", "cuda")
 
 
+#: The kernels are built for sm_80 and sm_90 (tf32 tensor cores): older GPUs cannot run them.
+MIN_COMPUTE_CAPABILITY = 80
+
+
+def cuda_unusable_reason() -> str | None:
+    """Why the CUDA backend cannot run here (None when it can): not compiled, no device,
+    a device older than compute capability 8.0, or CuPy missing."""
+    if not _core.cuda_compiled:
+        return "this ebmfast was built without CUDA"
+    if _core.cuda_device_count() <= 0:
+        return "no CUDA device is available"
+    cc = _core.cuda_compute_capability()
+    if 0 < cc < MIN_COMPUTE_CAPABILITY:
+        return (f"the GPU has compute capability {cc // 10}.{cc % 10}; ebmfast's kernels need "
+                f"{MIN_COMPUTE_CAPABILITY // 10}.0 or newer (Ampere, Hopper)")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed (pip install 'ebmfast[cuda]')"
+    return None
+
+
 def resolve_device(device: str, *, cuda_implemented: bool = False) -> str:
     """Map the ``device`` argument to "cpu" or "cuda"."""
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if device == "cpu":
         return "cpu"
-    gpu = bool(_core.cuda_compiled) and _core.cuda_device_count() > 0
     if device == "auto":
-        return "cuda" if (gpu and cuda_implemented) else "cpu"
+        if not (cuda_implemented and bool(_core.cuda_compiled) and _core.cuda_device_count() > 0):
+            return "cpu"
+        return "cuda" if cuda_unusable_reason() is None else "cpu"
     if not cuda_implemented:
         raise NotImplementedError(
             "device='cuda': this model has no CUDA backend yet; use device='cpu' (or 'auto')")
-    if not gpu:
-        raise RuntimeError("device='cuda' but no CUDA device is available "
-                           f"(ebmfast built with CUDA: {bool(_core.cuda_compiled)})")
+    reason = cuda_unusable_reason()
+    if reason is not None:
+        if reason == "no CUDA device is available" or reason.startswith("this ebmfast"):
+            raise RuntimeError("device='cuda' but no CUDA device is available "
+                               f"(ebmfast built with CUDA: {bool(_core.cuda_compiled)})")
+        raise RuntimeError(f"device='cuda': {reason}")
     return "cuda"
 
 
