@@ -218,6 +218,15 @@ PYBIND11_MODULE(_core, m) {
         py::arg("m2_transposed") = false, py::arg("precision") = 0,
         "z = beta * (X1.M1 + X2.M2) + bias -> field / sigmoid / Bernoulli samples on device "
         "buffers (pointers as integers, 0 = absent); X2 = M2 = 0 with n2 = 0 for one neighbour.");
+  m.def("cuda_summarize",
+        [](uintptr_t x, int64_t n, uintptr_t out, uintptr_t cuda_stream) {
+          require(n >= 0 && n < (int64_t{1} << 32), "n must be in [0, 2**32)");
+          require(out != 0 && (n == 0 || x != 0), "missing device buffer");
+          py::gil_scoped_release nogil;
+          ebm::cuda::summarize(dptr<const float>(x), n, dptr<uint32_t>(out), cuda_stream);
+        },
+        py::arg("x"), py::arg("n"), py::arg("out"), py::arg("cuda_stream"),
+        "Non-finite count, non-binary count, max and min keys of a float32 device array.");
   // The RBM on the GPU (csrc/cuda/rbm.cu); python/ebmfast/_rbm_cuda.py checks the CuPy
   // arrays and allocates every buffer (pointers as integers) from CuPy's pool.
   m.def("cuda_rbm_gibbs",

@@ -44,6 +44,7 @@ SIGNATURES = {
     "emu_rbm_cd_update": [P, P, P, I64, I64, P, I64, P, I64, P, P, P, P, P, P, P, P, P, P, P, P, P,
                           P, F32, F32, F32, I32, P, P, I64, U64, U32, I32],
     "emu_rbm_scores": [P, P, P, I64, I64, P, I64, P, P, I32],
+    "emu_summarize": [P, I64, P],
     "emu_ising_chains": [I64, P, P, P, P, P, P, I64, I32, I32, P, P, P, I64, U64, U32, U32, P, P],
     "emu_lattice_sweeps": [P, I64, I64, F32, F32, P, I64, I32, U64, U32, U32, P, P, P],
     "emu_hopfield_recall": [P, P, P, P, I64, I64, I32, I32, U64, U32, P, P],
@@ -478,6 +479,35 @@ def test_rbm_cd_update_momentum_stats_and_recon(dev, persistent):
     pv = ref.sigmoid(ph @ W.T + b)
     want = float(((V0 - pv) ** 2).sum())
     assert abs(u["recon"] - want) <= 1e-4 * (1.0 + want)
+
+
+
+@pytest.mark.parametrize("n", [1, 31, 257, 70_001])
+@pytest.mark.parametrize("kind", ["binary", "probabilities", "signed", "nan", "inf", "big"])
+def test_summarize_matches_the_cpu_check(dev, n, kind):
+    # The GPU input check: counts and extremes equal those of the CPU's _core.summarize
+    # (and of NumPy), whatever the grid-stride split and the atomics' order.
+    from ebmfast._layer_cuda import _key_to_float
+    rng = np.random.default_rng(n)
+    x = {"binary": (rng.random(n) < 0.3), "probabilities": rng.random(n),
+         "signed": rng.standard_normal(n), "nan": rng.random(n), "inf": rng.random(n),
+         "big": 1e30 * rng.standard_normal(n)}[kind].astype(np.float32)
+    if kind == "nan":
+        x[rng.integers(n)] = np.nan
+    if kind == "inf":
+        x[-1] = -np.inf
+    out = dev.array(shape=(4,), dtype=np.uint32)
+    dev.call("emu_summarize", dev.array(x), n, out)
+    bad, nonbinary, hi, lo = (int(v) for v in out)
+    finite = np.isfinite(x)
+    assert bad == int((~finite).sum())
+    assert nonbinary == int((finite & (x != 0) & (x != 1)).sum())
+    cpu_finite, cpu_binary, cpu_lo, cpu_hi = _core.summarize(x)
+    assert (bad == 0) == bool(cpu_finite)
+    if bad == 0:
+        assert (nonbinary == 0) == bool(cpu_binary)
+        assert _key_to_float(hi) == float(x.max()) == cpu_hi
+        assert _key_to_float(~lo & 0xFFFFFFFF) == float(x.min()) == cpu_lo
 
 
 @pytest.mark.parametrize("rows,n_v,n_h", [(1, 1, 1), (5, 17, 65), (3, 40, 257)])

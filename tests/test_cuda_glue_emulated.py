@@ -38,7 +38,8 @@ def _load(name, path):
 emu_build = TC.emu_build
 fake_cupy = _load("ebm_fake_cupy", HERE / "cuda_emu" / "fake_cupy.py")
 SIGNATURES = {name: TC.SIGNATURES[name] for name in
-              ("emu_layer_update", "emu_rbm_gibbs", "emu_rbm_cd_update", "emu_rbm_scores")}
+              ("emu_layer_update", "emu_rbm_gibbs", "emu_rbm_cd_update", "emu_rbm_scores",
+               "emu_summarize")}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,7 @@ def fake_gpu(emu_lib, monkeypatch):
     arguments; the CUDA stream is dropped: the emulator runs launches in order)."""
     layer, gibbs = _checked(emu_lib.emu_layer_update), _checked(emu_lib.emu_rbm_gibbs)
     cd, scores = _checked(emu_lib.emu_rbm_cd_update), _checked(emu_lib.emu_rbm_scores)
+    summarize = _checked(emu_lib.emu_summarize)
 
     def cuda_layer_update(X1, M1, n1, X2, M2, n2, bias, rows, n_out, beta, field, prob, sample,
                           stream_id, seed, step, chain_offset, cuda_stream, m1_transposed=False,
@@ -88,6 +90,9 @@ def fake_gpu(emu_lib, monkeypatch):
     def cuda_rbm_free_energy(W, b, c, n_v, n_h, V, rows, Z, out, pll, cuda_stream):
         scores(W, b, c, n_v, n_h, V, rows, Z, out, int(pll))
 
+    def cuda_summarize(x, n, out, cuda_stream):
+        summarize(x, n, out)
+
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     for mod in (_layer_cuda, _rbm_cuda, T, TD, TE):
         monkeypatch.setattr(mod, "cp", fake_cupy)
@@ -95,7 +100,8 @@ def fake_gpu(emu_lib, monkeypatch):
     monkeypatch.setattr(_core, "cuda_device_count", lambda: 1)
     for name, fn in [("cuda_layer_update", cuda_layer_update), ("cuda_rbm_gibbs", cuda_rbm_gibbs),
                      ("cuda_rbm_cd_update", cuda_rbm_cd_update),
-                     ("cuda_rbm_free_energy", cuda_rbm_free_energy)]:
+                     ("cuda_rbm_free_energy", cuda_rbm_free_energy),
+                     ("cuda_summarize", cuda_summarize)]:
         monkeypatch.setattr(_core, name, fn, raising=False)
     return fake_cupy
 

@@ -161,3 +161,11 @@ void rbm_pseudo_log_likelihood(const RbmDeviceParams& P, const float* V, int64_t
                                double* out, uintptr_t stream);
 
 }  // namespace ebm::cuda
+
+// --- input checks (summarize.cu): out [4] uint32 (w): the number of non-finite values, the
+// number of values other than 0 and 1, and the largest and smallest finite value as
+// order-preserving keys (max: key, min: ~key; decode in python/ebmfast/_layer_cuda.py).
+// n must be < 2^32.
+namespace ebm::cuda {
+void summarize(const float* x, int64_t n, uint32_t* out, uintptr_t stream);
+}  // namespace ebm::cuda

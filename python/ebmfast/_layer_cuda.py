@@ -198,10 +198,7 @@ def check_device_units(X, name: str, n_cols: int, *, binary: bool):
             raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary "
                              f"states), got range [{lo64}, {hi64}]")
     out = cp.ascontiguousarray(X, dtype=cp.float32)
-    # One readback for all four facts (each .get() would synchronise on its own).
-    finite, lo, hi, is_binary = (float(v) for v in cp.stack(
-        [cp.isfinite(out).all().astype(cp.float32), out.min(), out.max(),
-         ((out == 0) | (out == 1)).all().astype(cp.float32)]).get())
+    finite, is_binary, lo, hi = summarize(out)
     if not finite:
         raise ValueError(f"{name} contains NaN or infinite values")
     if binary and not is_binary:
@@ -210,3 +207,29 @@ def check_device_units(X, name: str, n_cols: int, *, binary: bool):
         raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
                          f"got range [{lo}, {hi}]")
     return out, bool(is_binary)
+
+
+def _key_to_float(key: int) -> float:
+    """Inverse of the order-preserving float -> uint32 key of csrc/cuda/summarize.cu."""
+    import numpy as np
+    bits = (key & 0x7FFFFFFF) if key & 0x80000000 else (~key & 0xFFFFFFFF)
+    return float(np.array([bits], np.uint32).view(np.float32)[0])
+
+
+def summarize(a) -> tuple[bool, bool, float, float]:
+    """(all finite, all 0 or 1, min, max of the finite values) of a float32 C-contiguous
+    CuPy array: one kernel (csrc/cuda/summarize.cu) and one readback."""
+    n = a.size
+    if n == 0:
+        return True, True, 0.0, 0.0
+    if n >= 2**32:  # beyond the kernel's counters: CuPy's reductions
+        finite, lo, hi, binary = (float(v) for v in cp.stack(
+            [cp.isfinite(a).all().astype(cp.float32), a.min(), a.max(),
+             ((a == 0) | (a == 1)).all().astype(cp.float32)]).get())
+        return bool(finite), bool(binary), lo, hi
+    stats = cp.empty(4, cp.uint32)
+    _core.cuda_summarize(_ptr(a), n, _ptr(stats), int(cp.cuda.get_current_stream().ptr))
+    bad, nonbinary, hi_key, lo_key = (int(v) for v in stats.get())
+    if bad:
+        return False, False, float("nan"), float("nan")
+    return True, nonbinary == 0, _key_to_float(~lo_key & 0xFFFFFFFF), _key_to_float(hi_key)

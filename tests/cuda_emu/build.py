@@ -39,6 +39,7 @@ UNITS = [
     ("csrc/cuda/hopfield_recall.cu", "shims/hopfield_recall.cpp"),
     ("csrc/cuda/mcmc_chains.cu", "shims/mcmc_chains.cpp"),
     ("csrc/cuda/rbm.cu", "shims/rbm.cpp"),
+    ("csrc/cuda/summarize.cu", "shims/summarize.cpp"),
     ("tests/cuda_emu/selftest.cu", None),  # the emulator's own checks (entry points inside)
 ]
 
