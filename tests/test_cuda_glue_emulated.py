@@ -19,10 +19,13 @@ import numpy as np
 import pytest
 
 import ebmfast as ef
-from ebmfast import _core, _layer_cuda, _rbm_cuda
+from ebmfast import _core, _ising_cuda, _layer_cuda, _rbm_cuda
+import test_bm as TB
 import test_cuda_emulated as TC  # the emulator build and the launchers' argument types
 import test_dbm_cuda as TD  # the real-GPU test modules whose bodies run here
 import test_estimators_cuda as TE
+import test_hopfield_cuda as TH
+import test_ising_cuda as TI
 import test_rbm_cuda as T
 
 HERE = Path(__file__).resolve().parent
@@ -39,7 +42,7 @@ emu_build = TC.emu_build
 fake_cupy = _load("ebm_fake_cupy", HERE / "cuda_emu" / "fake_cupy.py")
 SIGNATURES = {name: TC.SIGNATURES[name] for name in
               ("emu_layer_update", "emu_rbm_gibbs", "emu_rbm_cd_update", "emu_rbm_scores",
-               "emu_summarize")}
+               "emu_summarize", "emu_ising_chains", "emu_lattice_sweeps", "emu_hopfield_recall")}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +74,8 @@ def fake_gpu(emu_lib, monkeypatch):
     layer, gibbs = _checked(emu_lib.emu_layer_update), _checked(emu_lib.emu_rbm_gibbs)
     cd, scores = _checked(emu_lib.emu_rbm_cd_update), _checked(emu_lib.emu_rbm_scores)
     summarize = _checked(emu_lib.emu_summarize)
+    chains, lattice = _checked(emu_lib.emu_ising_chains), _checked(emu_lib.emu_lattice_sweeps)
+    recall = _checked(emu_lib.emu_hopfield_recall)
 
     def cuda_layer_update(X1, M1, n1, X2, M2, n2, bias, rows, n_out, beta, field, prob, sample,
                           stream_id, seed, step, chain_offset, cuda_stream, m1_transposed=False,
@@ -93,15 +98,33 @@ def fake_gpu(emu_lib, monkeypatch):
     def cuda_summarize(x, n, out, cuda_stream):
         summarize(x, n, out)
 
+    def cuda_ising_chains(h, J, indptr, indices, data, n, betas, n_sweeps, gibbs, random_order,
+                          clamped, St, F, n_chains, seed, step, chain_offset, flips, trace, stream):
+        chains(n, h, J, indptr, indices, data, betas, n_sweeps, int(gibbs), int(random_order),
+               clamped, St, F, n_chains, seed, step, chain_offset, flips, trace)
+
+    def cuda_lattice_sweeps(S, n_chains, L, J, h, betas, gibbs, seed, step, chain_offset, flips,
+                            bonds, magnet, stream):
+        betas = np.ascontiguousarray(betas, np.float32)  # a host array, as the binding takes
+        lattice(S, n_chains, L, J, h, betas.ctypes.data, betas.size, int(gibbs), seed, step,
+                chain_offset, flips, bonds, magnet)
+
+    def cuda_hopfield_recall(W, b, St, F, n, cues, max_sweeps, random_order, seed, step, sweeps,
+                             converged, stream):
+        recall(W, b, St, F, n, cues, max_sweeps, int(random_order), seed, step, sweeps, converged)
+
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
-    for mod in (_layer_cuda, _rbm_cuda, T, TD, TE):
+    for mod in (_layer_cuda, _rbm_cuda, _ising_cuda, T, TD, TE, TH, TI):
         monkeypatch.setattr(mod, "cp", fake_cupy)
     monkeypatch.setattr(_core, "cuda_compiled", True)
     monkeypatch.setattr(_core, "cuda_device_count", lambda: 1)
     for name, fn in [("cuda_layer_update", cuda_layer_update), ("cuda_rbm_gibbs", cuda_rbm_gibbs),
                      ("cuda_rbm_cd_update", cuda_rbm_cd_update),
                      ("cuda_rbm_free_energy", cuda_rbm_free_energy),
-                     ("cuda_summarize", cuda_summarize)]:
+                     ("cuda_summarize", cuda_summarize),
+                     ("cuda_ising_chains", cuda_ising_chains),
+                     ("cuda_lattice_sweeps", cuda_lattice_sweeps),
+                     ("cuda_hopfield_recall", cuda_hopfield_recall)]:
         monkeypatch.setattr(_core, name, fn, raising=False)
     return fake_cupy
 
@@ -251,3 +274,38 @@ def test_dbm_ais_through_the_glue(fake_gpu):
     cpu, gpu = out
     assert abs(gpu.log_z - E.exact_log_partition(d)) < 5 * gpu.se + 1e-3
     assert abs(gpu.log_z - cpu.log_z) < 1e-3
+
+
+# --------------------------------------------------------------------------- chains, Hopfield
+# The bodies of test_ising_cuda.py / test_hopfield_cuda.py: sample_ising, IsingLattice2D,
+# Hopfield recall and sampling with device="cuda" through _ising_cuda and CuPy.
+
+@pytest.mark.parametrize("n", [1, 33])
+@pytest.mark.parametrize("proposal", ["metropolis", "gibbs"])
+@pytest.mark.parametrize("order", ["sequential", "random"])
+def test_sample_ising_through_the_glue(fake_gpu, n, proposal, order):
+    TI.test_cuda_chains_match_cpu_and_reference(n, proposal, order)
+
+
+def test_sparse_sample_ising_through_the_glue(fake_gpu):
+    TI.test_cuda_sparse_chains_match_cpu()
+
+
+@pytest.mark.parametrize("L", [2, 34])
+@pytest.mark.parametrize("proposal", ["metropolis", "gibbs"])
+def test_lattice_through_the_glue(fake_gpu, L, proposal):
+    TI.test_cuda_lattice_matches_cpu(L, proposal)
+
+
+@pytest.mark.parametrize("n,cues", [(7, 17), (33, 1)])
+@pytest.mark.parametrize("order", ["sequential", "random"])
+def test_hopfield_recall_through_the_glue(fake_gpu, n, cues, order):
+    TH.test_cuda_recall_matches_cpu(n, cues, order)
+
+
+def test_hopfield_sampling_through_the_glue(fake_gpu):
+    TH.test_cuda_sampling_matches_cpu()
+
+
+def test_boltzmann_machine_sampling_through_the_glue(fake_gpu):
+    TB.test_cuda_sampling_matches_cpu()

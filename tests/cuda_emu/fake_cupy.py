@@ -203,6 +203,8 @@ def __getattr__(name):
     fn = getattr(np, name, None)
     if fn is None or not callable(fn):
         raise AttributeError(f"the fake CuPy has no {name!r}")
+    if isinstance(fn, type):  # scalar types: cupy.uint64 is numpy.uint64
+        return fn
     return _creator(fn)
 
 
