@@ -42,37 +42,73 @@ struct Operand {
   int64_t ld = 0;
 };
 
-// A[row0 .. +64][k0 .. +16] -> As[k][row], times `scale` (1 or -1: exact in tf32 too).
-// The thread-to-element map follows the memory order of the stored operand, so a warp
-// reads contiguous global memory either way.
+// Each thread moves kPerThread elements of each slice: global -> registers (fetch, issued
+// before the current slice is computed, so the loads' latency hides behind the FFMAs /
+// MMAs), then registers -> shared memory (store) once the slice before is consumed.
+constexpr int kPerThread = kRows * kDepth / kThreads;  // 4 (the B slice has as many)
+static_assert(kCols * kDepth / kThreads == kPerThread, "A and B slices of equal size");
+
+// A[row0 .. +64][k0 .. +16], times `scale` (1 or -1: exact in tf32 too). The thread-to-
+// element map follows the memory order of the stored operand, so a warp reads contiguous
+// global memory either way.
 template <bool kTrans>
-__device__ __forceinline__ void load_a(const Operand& A, float scale, int64_t rows, int64_t depth,
-                                       int64_t row0, int64_t k0, Slices& s) {
+__device__ __forceinline__ void a_index(int q, int& r, int& k) {
+  const int e = static_cast<int>(threadIdx.x) + q * kThreads;
+  r = kTrans ? e % kRows : e / kDepth;
+  k = kTrans ? e / kRows : e % kDepth;
+}
+
+template <bool kTrans>
+__device__ __forceinline__ void fetch_a(const Operand& A, float scale, int64_t rows, int64_t depth,
+                                        int64_t row0, int64_t k0, float (&reg)[kPerThread]) {
 #pragma unroll
-  for (int q = 0; q < kRows * kDepth / kThreads; ++q) {
-    const int e = static_cast<int>(threadIdx.x) + q * kThreads;
-    const int r = kTrans ? e % kRows : e / kDepth;
-    const int k = kTrans ? e / kRows : e % kDepth;
+  for (int q = 0; q < kPerThread; ++q) {
+    int r, k;
+    a_index<kTrans>(q, r, k);
     const int64_t gr = row0 + r, gk = k0 + k;
-    float v = 0.0f;
-    if (gr < rows && gk < depth) v = scale * (kTrans ? A.p[gk * A.ld + gr] : A.p[gr * A.ld + gk]);
-    s.A[k][r] = v;
+    reg[q] = (gr < rows && gk < depth)
+                 ? scale * (kTrans ? A.p[gk * A.ld + gr] : A.p[gr * A.ld + gk])
+                 : 0.0f;
+  }
+}
+
+template <bool kTrans>
+__device__ __forceinline__ void store_a(const float (&reg)[kPerThread], Slices& s) {
+#pragma unroll
+  for (int q = 0; q < kPerThread; ++q) {
+    int r, k;
+    a_index<kTrans>(q, r, k);
+    s.A[k][r] = reg[q];  // As[k][row]
   }
 }
 
 // B[k0 .. +16][col0 .. +64] -> Bs[k][col].
 template <bool kTrans>
-__device__ __forceinline__ void load_b(const Operand& B, int64_t cols, int64_t depth, int64_t col0,
-                                       int64_t k0, Slices& s) {
+__device__ __forceinline__ void b_index(int q, int& k, int& c) {
+  const int e = static_cast<int>(threadIdx.x) + q * kThreads;
+  c = kTrans ? e / kDepth : e % kCols;
+  k = kTrans ? e % kDepth : e / kCols;
+}
+
+template <bool kTrans>
+__device__ __forceinline__ void fetch_b(const Operand& B, int64_t cols, int64_t depth, int64_t col0,
+                                        int64_t k0, float (&reg)[kPerThread]) {
 #pragma unroll
-  for (int q = 0; q < kCols * kDepth / kThreads; ++q) {
-    const int e = static_cast<int>(threadIdx.x) + q * kThreads;
-    const int c = kTrans ? e / kDepth : e % kCols;
-    const int k = kTrans ? e % kDepth : e / kCols;
+  for (int q = 0; q < kPerThread; ++q) {
+    int k, c;
+    b_index<kTrans>(q, k, c);
     const int64_t gk = k0 + k, gc = col0 + c;
-    float v = 0.0f;
-    if (gk < depth && gc < cols) v = kTrans ? B.p[gc * B.ld + gk] : B.p[gk * B.ld + gc];
-    s.B[k][c] = v;
+    reg[q] = (gk < depth && gc < cols) ? (kTrans ? B.p[gc * B.ld + gk] : B.p[gk * B.ld + gc]) : 0.0f;
+  }
+}
+
+template <bool kTrans>
+__device__ __forceinline__ void store_b(const float (&reg)[kPerThread], Slices& s) {
+#pragma unroll
+  for (int q = 0; q < kPerThread; ++q) {
+    int k, c;
+    b_index<kTrans>(q, k, c);
+    s.B[k][c] = reg[q];
   }
 }
 
@@ -188,10 +224,18 @@ template <bool kTA, bool kTB, class Acc>
 __device__ __forceinline__ void accumulate(const Operand& A, const Operand& B, float scale_a,
                                            int64_t rows, int64_t cols, int64_t depth, int64_t row0,
                                            int64_t col0, Slices& s, Acc& acc) {
+  if (depth <= 0) return;
+  float ra[kPerThread], rb[kPerThread];
+  fetch_a<kTA>(A, scale_a, rows, depth, row0, 0, ra);
+  fetch_b<kTB>(B, cols, depth, col0, 0, rb);
   for (int64_t k0 = 0; k0 < depth; k0 += kDepth) {
-    load_a<kTA>(A, scale_a, rows, depth, row0, k0, s);
-    load_b<kTB>(B, cols, depth, col0, k0, s);
+    store_a<kTA>(ra, s);
+    store_b<kTB>(rb, s);
     __syncthreads();
+    if (k0 + kDepth < depth) {  // the next slice's loads fly while this one is computed
+      fetch_a<kTA>(A, scale_a, rows, depth, row0, k0 + kDepth, ra);
+      fetch_b<kTB>(B, cols, depth, col0, k0 + kDepth, rb);
+    }
     acc.slice(s);
     __syncthreads();  // before the next slice overwrites the tiles
   }
