@@ -218,6 +218,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("m2_transposed") = false, py::arg("precision") = 0,
         "z = beta * (X1.M1 + X2.M2) + bias -> field / sigmoid / Bernoulli samples on device "
         "buffers (pointers as integers, 0 = absent); X2 = M2 = 0 with n2 = 0 for one neighbour.");
+  m.def("cuda_set_tile_policy",
+        [](int policy) {
+          require(policy >= 0 && policy <= 2, "policy must be 0 (by size), 1 (64x64) or 2 (128x128)");
+          ebm::cuda::set_gemm_tile_policy(policy);
+        },
+        py::arg("policy"), "Test hook: which GEMM tile the CUDA launchers use (process-wide).");
   m.def("cuda_summarize",
         [](uintptr_t x, int64_t n, uintptr_t out, uintptr_t cuda_stream) {
           require(n >= 0 && n < (int64_t{1} << 32), "n must be in [0, 2**32)");

@@ -42,7 +42,8 @@ emu_build = TC.emu_build
 fake_cupy = _load("ebm_fake_cupy", HERE / "cuda_emu" / "fake_cupy.py")
 SIGNATURES = {name: TC.SIGNATURES[name] for name in
               ("emu_layer_update", "emu_rbm_gibbs", "emu_rbm_cd_update", "emu_rbm_scores",
-               "emu_summarize", "emu_ising_chains", "emu_lattice_sweeps", "emu_hopfield_recall")}
+               "emu_summarize", "emu_ising_chains", "emu_lattice_sweeps", "emu_hopfield_recall",
+               "emu_set_tile_policy")}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,7 @@ def fake_gpu(emu_lib, monkeypatch):
     summarize = _checked(emu_lib.emu_summarize)
     chains, lattice = _checked(emu_lib.emu_ising_chains), _checked(emu_lib.emu_lattice_sweeps)
     recall = _checked(emu_lib.emu_hopfield_recall)
+    tile_policy = _checked(emu_lib.emu_set_tile_policy)
 
     def cuda_layer_update(X1, M1, n1, X2, M2, n2, bias, rows, n_out, beta, field, prob, sample,
                           stream_id, seed, step, chain_offset, cuda_stream, m1_transposed=False,
@@ -124,7 +126,8 @@ def fake_gpu(emu_lib, monkeypatch):
                      ("cuda_summarize", cuda_summarize),
                      ("cuda_ising_chains", cuda_ising_chains),
                      ("cuda_lattice_sweeps", cuda_lattice_sweeps),
-                     ("cuda_hopfield_recall", cuda_hopfield_recall)]:
+                     ("cuda_hopfield_recall", cuda_hopfield_recall),
+                     ("cuda_set_tile_policy", tile_policy)]:
         monkeypatch.setattr(_core, name, fn, raising=False)
     return fake_cupy
 
@@ -174,6 +177,18 @@ def test_scores_through_the_glue(fake_gpu, rows, n_v, n_h):
 
 
 # --------------------------------------------------------------------------- the model
+
+def test_large_tile_through_the_glue(fake_gpu):
+    # The natural-size case (1030 x 1100 x 1050) is left to a real GPU: the forced cases.
+    from ebmfast import _core as core
+    core.cuda_set_tile_policy(2)
+    try:
+        T.test_gibbs_matches_reference_stream(130, 129, 140, 2, "fp32")
+        T.test_cd_gradient_matches_reference(17, 129, 130, True, 2, "binary", "fp32")
+        T.test_cd_update_applies_momentum_and_weight_decay(False)
+    finally:
+        core.cuda_set_tile_policy(0)
+
 
 def test_whole_api(fake_gpu):
     T.test_the_whole_api_on_the_gpu_returns_gpu_arrays()

@@ -321,6 +321,21 @@ def test_cd_update_applies_momentum_and_weight_decay(persistent):
         np.testing.assert_array_equal(a.get(), o.get())
 
 
+@gpu
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+def test_large_tile(persistent):
+    # The 128 x 128 tile (fp32 products of >= 1024 x 1024 outputs): at its natural size,
+    # and forced onto small problems that straddle its edges.
+    test_gibbs_matches_reference_stream(1030, 1100, 1050, 1, "fp32")
+    _core.cuda_set_tile_policy(2)
+    try:
+        test_gibbs_matches_reference_stream(130, 129, 140, 2, "fp32")
+        test_cd_gradient_matches_reference(17, 129, 130, persistent, 2, "binary", "fp32")
+        test_cd_update_applies_momentum_and_weight_decay(persistent)
+    finally:
+        _core.cuda_set_tile_policy(0)
+
+
 # --------------------------------------------------------------------------- scores
 
 @gpu

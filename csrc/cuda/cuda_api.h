@@ -92,6 +92,11 @@ struct LayerOutputsCuda {
   float* sample = nullptr;  // [rows, n_out] (w) 1.0f / 0.0f
 };
 
+// Which GEMM tile the launchers use (gemm_tile.cuh): 0 by problem size (the default), 1
+// always the 64 x 64 tile, 2 the 128 x 128 one for every fp32 product - so that tests can
+// reach both shapes on small problems. Process-wide.
+void set_gemm_tile_policy(int policy);
+
 // bias [n_out]. Outputs must not overlap the inputs (blocks read X/M while others write).
 void layer_update(const LayerInput& in1, const LayerInput& in2, const float* bias, int64_t rows,
                   int64_t n_out, float beta, const LayerOutputsCuda& out, uint32_t stream_id,

@@ -20,3 +20,7 @@ extern "C" const char* emu_layer_update(const float* X1, const float* M1, int64_
                             static_cast<ebm::cuda::Precision>(precision));
   });
 }
+
+extern "C" const char* emu_set_tile_policy(int policy) {
+  return emu::guard([&] { ebm::cuda::set_gemm_tile_policy(policy); });
+}
