@@ -25,6 +25,7 @@ import test_cuda_emulated as TC  # the emulator build and the launchers' argumen
 import test_dbm_cuda as TD  # the real-GPU test modules whose bodies run here
 import test_estimators_cuda as TE
 import test_hopfield_cuda as TH
+import test_mcmc as TM
 import test_ising_cuda as TI
 import test_rbm_cuda as T
 
@@ -43,7 +44,7 @@ fake_cupy = _load("ebm_fake_cupy", HERE / "cuda_emu" / "fake_cupy.py")
 SIGNATURES = {name: TC.SIGNATURES[name] for name in
               ("emu_layer_update", "emu_rbm_gibbs", "emu_rbm_cd_update", "emu_rbm_scores",
                "emu_summarize", "emu_ising_chains", "emu_lattice_sweeps", "emu_hopfield_recall",
-               "emu_set_tile_policy")}
+               "emu_set_tile_policy", "emu_mcmc_run_chunk")}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,17 @@ def fake_gpu(emu_lib, monkeypatch):
     chains, lattice = _checked(emu_lib.emu_ising_chains), _checked(emu_lib.emu_lattice_sweeps)
     recall = _checked(emu_lib.emu_hopfield_recall)
     tile_policy = _checked(emu_lib.emu_set_tile_policy)
+    mcmc = _checked(emu_lib.emu_mcmc_run_chunk)
+
+    def mcmc_run_chunk_cuda(kind, params, sampler, x, eps, n_accept, n_chains, d, n_steps, seed,
+                            step, chain_offset, adapt, adapt_index, target_accept, samples,
+                            energies, thin, scratch, stream):
+        p = params.get
+        mcmc(kind, d, p("mean"), p("precision"), p("k", 0), p("log_coef"), p("means"),
+             p("inv_var"), p("W"), p("b"), p("c"), p("n_hidden", 0), p("a", 1.0),
+             p("b_coef", 100.0), p("inv_scale", 1.0), sampler, x, eps, n_accept, n_chains,
+             n_steps, seed, step, chain_offset, int(adapt), adapt_index, target_accept, samples,
+             energies, thin, scratch)
 
     def cuda_layer_update(X1, M1, n1, X2, M2, n2, bias, rows, n_out, beta, field, prob, sample,
                           stream_id, seed, step, chain_offset, cuda_stream, m1_transposed=False,
@@ -127,7 +139,8 @@ def fake_gpu(emu_lib, monkeypatch):
                      ("cuda_ising_chains", cuda_ising_chains),
                      ("cuda_lattice_sweeps", cuda_lattice_sweeps),
                      ("cuda_hopfield_recall", cuda_hopfield_recall),
-                     ("cuda_set_tile_policy", tile_policy)]:
+                     ("cuda_set_tile_policy", tile_policy),
+                     ("mcmc_run_chunk_cuda", mcmc_run_chunk_cuda)]:
         monkeypatch.setattr(_core, name, fn, raising=False)
     return fake_cupy
 
@@ -324,3 +337,19 @@ def test_hopfield_sampling_through_the_glue(fake_gpu):
 
 def test_boltzmann_machine_sampling_through_the_glue(fake_gpu):
     TB.test_cuda_sampling_matches_cpu()
+
+
+# --------------------------------------------------------------------------- continuous chains
+# test_mcmc.py's device-parametrised checks with device="cuda": metropolis / mala /
+# langevin on the built-in energies through _mcmc_cuda (user CUDA sources need CuPy's
+# runtime compiler: real GPU only).
+
+@pytest.mark.parametrize("sampler", ["rwmh", "mala", "ula"])
+@pytest.mark.parametrize("d,n", [(1, 1), (3, 33)])
+def test_continuous_chains_through_the_glue(fake_gpu, d, n, sampler):
+    TM.test_kernel_matches_spec(d, n, sampler, "cuda")
+
+
+@pytest.mark.parametrize("kind", range(6))
+def test_every_energy_through_the_glue(fake_gpu, kind):
+    TM.test_every_energy_matches_spec(kind, "mala", "cuda")
