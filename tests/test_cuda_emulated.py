@@ -524,7 +524,7 @@ def test_rbm_cd_update_momentum_stats_and_recon(dev, persistent):
 def test_summarize_matches_the_cpu_check(dev, n, kind):
     # The GPU input check: counts and extremes equal those of the CPU's _core.summarize
     # (and of NumPy), whatever the grid-stride split and the atomics' order.
-    from ebmfast._layer_cuda import _key_to_float
+    from ebmfast._backend import _key_to_float
     rng = np.random.default_rng(n)
     x = {"binary": (rng.random(n) < 0.3), "probabilities": rng.random(n),
          "signed": rng.standard_normal(n), "nan": rng.random(n), "inf": rng.random(n),
