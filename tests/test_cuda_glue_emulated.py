@@ -203,6 +203,12 @@ def test_large_tile_through_the_glue(fake_gpu):
         core.cuda_set_tile_policy(0)
 
 
+def test_auto_picks_the_gpu_when_usable(fake_gpu, monkeypatch):
+    assert ef.RBM(3, 2).device_ == "cuda"
+    monkeypatch.setattr(_core, "cuda_compute_capability", lambda: 75)
+    assert ef.RBM(3, 2).device_ == "cpu"  # kernels built for sm_80 / sm_90 only
+
+
 def test_whole_api(fake_gpu):
     T.test_the_whole_api_on_the_gpu_returns_gpu_arrays()
 
