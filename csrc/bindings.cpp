@@ -122,6 +122,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_count", &ebm::cuda::device_count);
   m.def("cuda_device_name", &ebm::cuda::device_name, py::arg("index") = 0);
   m.def("cuda_runtime_version", &ebm::cuda::runtime_version);
+  m.def("cuda_compute_capability", &ebm::cuda::current_compute_capability,
+        "10 * major + minor of the current device (0 when unknown).");
   // Spin chains / lattice on device buffers (pointers as integers, from CuPy; the Python
   // layer has checked shapes, dtypes and devices).
   m.def("cuda_ising_chains",
@@ -216,6 +218,21 @@ PYBIND11_MODULE(_core, m) {
         py::arg("m2_transposed") = false, py::arg("precision") = 0,
         "z = beta * (X1.M1 + X2.M2) + bias -> field / sigmoid / Bernoulli samples on device "
         "buffers (pointers as integers, 0 = absent); X2 = M2 = 0 with n2 = 0 for one neighbour.");
+  m.def("cuda_set_tile_policy",
+        [](int policy) {
+          require(policy >= 0 && policy <= 2, "policy must be 0 (by size), 1 (64x64) or 2 (128x128)");
+          ebm::cuda::set_gemm_tile_policy(policy);
+        },
+        py::arg("policy"), "Test hook: which GEMM tile the CUDA launchers use (process-wide).");
+  m.def("cuda_summarize",
+        [](uintptr_t x, int64_t n, uintptr_t out, uintptr_t cuda_stream) {
+          require(n >= 0 && n < (int64_t{1} << 32), "n must be in [0, 2**32)");
+          require(out != 0 && (n == 0 || x != 0), "missing device buffer");
+          py::gil_scoped_release nogil;
+          ebm::cuda::summarize(dptr<const float>(x), n, dptr<uint32_t>(out), cuda_stream);
+        },
+        py::arg("x"), py::arg("n"), py::arg("out"), py::arg("cuda_stream"),
+        "Non-finite count, non-binary count, max and min keys of a float32 device array.");
   // The RBM on the GPU (csrc/cuda/rbm.cu); python/ebmfast/_rbm_cuda.py checks the CuPy
   // arrays and allocates every buffer (pointers as integers) from CuPy's pool.
   m.def("cuda_rbm_gibbs",
@@ -322,6 +339,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_count", []() { return 0; });
   m.def("cuda_device_name", [](int) { return std::string(); }, py::arg("index") = 0);
   m.def("cuda_runtime_version", []() { return 0; });
+  m.def("cuda_compute_capability", []() { return 0; });
 #endif
   m.def("set_num_threads", [](int n) {
     require(n >= 1, "n_threads must be >= 1");

@@ -596,11 +596,11 @@ def merged_chisquare(counts, expected):
     return stats.chisquare(obs, exp)
 
 
-@pytest.mark.parametrize("beta", [1.0, 0.5])
-def test_gibbs_samples_exact_distribution(beta):
-    # 6 visible x 4 hidden, 200,000 independent chains (chain index = row, so the draws
-    # are exactly independent) run N_BURN steps from a uniform start; each chain's final
-    # state is one sample. p ∝ exp(-beta E): the kernel scales v.W, the caller the biases.
+def check_gibbs_exact_distribution(run_chains, beta):
+    """6 visible x 4 hidden, 200,000 independent chains (chain index = row, so the draws
+    are exactly independent) run N_BURN steps from a uniform start; each chain's final
+    state is one sample. p ∝ exp(-beta E): the kernel scales v.W, the caller the biases.
+    ``run_chains(W, bb, cb, V, n_steps, beta)`` returns the final states (host array)."""
     rng = np.random.default_rng(20240611)
     n_v, n_h, N, N_BURN = 6, 4, 200_000, 32
     W = gaussian(rng, (n_v, n_h), 1.0)
@@ -614,8 +614,7 @@ def test_gibbs_samples_exact_distribution(beta):
     p_t = np.full(2**n_v, 2.0**-n_v) @ np.linalg.matrix_power(T, N_BURN)
     assert 0.5 * np.abs(p_t - p).sum() < 1e-9
 
-    V = binary(rng, (N, n_v), 0.5)
-    _core.gibbs(W, np.ascontiguousarray(W.T), bb, cb, V, None, N_BURN, beta, SEED, 0, 0)
+    V = run_chains(W, bb, cb, binary(rng, (N, n_v), 0.5), N_BURN, beta)
     idx = (V.astype(np.int64) << np.arange(n_v)).sum(axis=1)  # state = sum_i v_i 2^i
     counts = np.bincount(idx, minlength=2**n_v)
     # False-failure rate 1e-4: the chi-square statistic of exactly iid multinomial counts
@@ -624,6 +623,14 @@ def test_gibbs_samples_exact_distribution(beta):
     # Power: the same samples against a model with W + 0.3 must be rejected.
     q = R.visible_distribution(beta * (W.astype(np.float64) + 0.3), bb, cb)
     assert merged_chisquare(counts, N * q).pvalue < 1e-4
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_gibbs_samples_exact_distribution(beta):
+    def run(W, bb, cb, V, n_steps, beta):
+        _core.gibbs(W, np.ascontiguousarray(W.T), bb, cb, V, None, n_steps, beta, SEED, 0, 0)
+        return V
+    check_gibbs_exact_distribution(run, beta)
 
 
 # ---------------------------------------------------------------- CD-k vs exact gradient

@@ -20,8 +20,8 @@ import ebmfast as ef
 from ebmfast import _core
 from ebmfast import reference as R
 from test_kernels import (EPS, SEED, STEP, agreement, assert_close, assert_samples, binary,
-                          conditional_table, field_bound, free_energy_bound, gaussian,
-                          merged_chisquare, pll_bound, prob_bound, rbm_params, rng_for)
+                          check_gibbs_exact_distribution, field_bound, free_energy_bound,
+                          gaussian, pll_bound, prob_bound, rbm_params, rng_for)
 
 HAVE_GPU = ef.cuda_available()
 try:
@@ -79,6 +79,29 @@ def test_load_onto_cuda_without_a_gpu_is_a_clear_error(tmp_path):
         ef.RBM.load(tmp_path / "m.npz", device="gpu")
     back = ef.RBM.load(tmp_path / "m.npz", device="cpu")
     np.testing.assert_array_equal(back.W, rbm.W)
+
+
+def test_old_gpus_and_missing_cupy_are_clear_errors(monkeypatch):
+    # The kernels are built for sm_80 / sm_90: an older GPU must be refused up front (not
+    # fail later with "no kernel image"), and "auto" must then stay on the CPU.
+    monkeypatch.setattr(_core, "cuda_compiled", True)
+    monkeypatch.setattr(_core, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(_core, "cuda_compute_capability", lambda: 75)
+    with pytest.raises(RuntimeError, match="compute capability 7.5"):
+        ef.RBM(3, 2, device="cuda")
+    assert ef.RBM(3, 2, device="auto").device_ == "cpu"
+    monkeypatch.setattr(_core, "cuda_compute_capability", lambda: 90)
+    import builtins
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy" or name.startswith("cupy."):
+            raise ImportError("no cupy")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    with pytest.raises(RuntimeError, match="CuPy"):
+        ef.RBM(3, 2, device="cuda")
+    assert ef.RBM(3, 2, device="auto").device_ == "cpu"
 
 
 # --------------------------------------------------------------------------- helpers (GPU)
@@ -164,27 +187,14 @@ def test_gibbs_matches_the_cpu_kernel_at_784_500_1000():
 @gpu
 @pytest.mark.parametrize("beta", [1.0, 0.5])
 def test_gibbs_samples_exact_distribution_on_the_gpu(beta):
-    # The CPU suite's test (tests/test_kernels.py) on the GPU kernel: 6 x 4 RBM, 200,000
-    # independent chains, 32 steps (burn-in bias < 1e-9 TV, checked there). False-failure
-    # rate 1e-4; the perturbed model (W + 0.3) must be rejected.
+    # The CPU suite's chi-square test (tests/test_kernels.py) on the GPU kernel.
     from ebmfast import _rbm_cuda
-    rng = np.random.default_rng(20240611)
-    n_v, n_h, N, N_BURN = 6, 4, 200_000, 32
-    W = gaussian(rng, (n_v, n_h), 1.0)
-    b, c = gaussian(rng, (n_v,), 0.5), gaussian(rng, (n_h,), 0.5)
-    bb, cb = (beta * b).astype(np.float32), (beta * c).astype(np.float32)
-    p = R.visible_distribution(beta * W.astype(np.float64), bb, cb)
-    T = conditional_table(beta * W.astype(np.float64), bb, cb)
-    p_t = np.full(2**n_v, 2.0**-n_v) @ np.linalg.matrix_power(T, N_BURN)
-    assert 0.5 * np.abs(p_t - p).sum() < 1e-9
-    Wd, bd, cd, V = to_gpu(W, bb, cb, binary(rng, (N, n_v), 0.5))
-    _rbm_cuda.gibbs(Wd, bd, cd, V, N_BURN, beta, SEED, 0, "fp32", _rbm_cuda.Scratch())
-    V = V.get()
-    idx = (V.astype(np.int64) << np.arange(n_v)).sum(axis=1)
-    counts = np.bincount(idx, minlength=2**n_v)
-    assert merged_chisquare(counts, N * p).pvalue > 1e-4
-    q = R.visible_distribution(beta * (W.astype(np.float64) + 0.3), bb, cb)
-    assert merged_chisquare(counts, N * q).pvalue < 1e-4
+
+    def run(W, bb, cb, V, n_steps, beta):
+        Wd, bd, cd, Vd = to_gpu(W, bb, cb, V)
+        _rbm_cuda.gibbs(Wd, bd, cd, Vd, n_steps, beta, SEED, 0, "fp32", _rbm_cuda.Scratch())
+        return Vd.get()
+    check_gibbs_exact_distribution(run, beta)
 
 
 # --------------------------------------------------------------------------- CD-k update
@@ -311,6 +321,21 @@ def test_cd_update_applies_momentum_and_weight_decay(persistent):
         np.testing.assert_array_equal(a.get(), o.get())
 
 
+@gpu
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+def test_large_tile(persistent):
+    # The 128 x 128 tile (fp32 products of >= 1024 x 1024 outputs): at its natural size,
+    # and forced onto small problems that straddle its edges.
+    test_gibbs_matches_reference_stream(1030, 1100, 1050, 1, "fp32")
+    _core.cuda_set_tile_policy(2)
+    try:
+        test_gibbs_matches_reference_stream(130, 129, 140, 2, "fp32")
+        test_cd_gradient_matches_reference(17, 129, 130, persistent, 2, "binary", "fp32")
+        test_cd_update_applies_momentum_and_weight_decay(persistent)
+    finally:
+        _core.cuda_set_tile_policy(0)
+
+
 # --------------------------------------------------------------------------- scores
 
 @gpu
@@ -380,14 +405,35 @@ def test_gpu_training_follows_the_cpu(method):
 
 
 @gpu
-def test_gpu_divergence_restores_the_model():
-    rbm = ef.RBM(20, 12, seed=7, device="cuda", learning_rate=1e30, batch_size=10)
-    rbm.W = cp.full((20, 12), 3e37, cp.float32)
-    before = [a.get() for a in (rbm.W, rbm.b, rbm.c)]
-    with pytest.raises(FloatingPointError):
-        rbm.partial_fit(cp.ones((10, 20), cp.float32))
-    for a, want in zip((rbm.W, rbm.b, rbm.c), before):
-        np.testing.assert_array_equal(a.get(), want)
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_gpu_divergence_restores_the_model(method):
+    # An absurd learning rate overflows float32 within a few updates; the failing update
+    # is discarded whole (parameters, velocities, PCD chains, step).
+    rbm = ef.RBM(4, 3, seed=0, device="cuda", learning_rate=1e38, momentum=0.9,
+                 method=method, batch_size=6)
+    X = cp.ones((6, 4), cp.float32)
+
+    def snapshot():
+        arrays = [rbm._W, rbm._b, rbm._c, rbm._vW, rbm._vb, rbm._vc]
+        chains = None if rbm._chains is None else rbm._chains.get()
+        return [a.get() for a in arrays], chains, rbm.step
+
+    for _ in range(10):
+        before = snapshot()
+        try:
+            rbm.partial_fit(X)
+        except FloatingPointError as exc:
+            assert "learning_rate" in str(exc)
+            after = snapshot()
+            for a, b in zip(after[0], before[0]):
+                np.testing.assert_array_equal(a, b)
+            assert (after[1] is None) == (before[1] is None)
+            if before[1] is not None:
+                np.testing.assert_array_equal(after[1], before[1])
+            assert after[2] == before[2]
+            break
+    else:
+        pytest.fail("updates of 1e38 * gradient must overflow float32")
 
 
 @gpu

@@ -11,6 +11,9 @@ int device_count();
 std::string device_name(int index);
 // Version of the CUDA runtime the module was built with (e.g. 13000).
 int runtime_version();
+// Compute capability of the current device as 10 * major + minor (90 for an H100), 0 when
+// it cannot be queried.
+int current_compute_capability();
 
 }  // namespace ebm::cuda
 
@@ -89,6 +92,11 @@ struct LayerOutputsCuda {
   float* sample = nullptr;  // [rows, n_out] (w) 1.0f / 0.0f
 };
 
+// Which GEMM tile the launchers use (gemm_tile.cuh): 0 by problem size (the default), 1
+// always the 64 x 64 tile, 2 the 128 x 128 one for every fp32 product - so that tests can
+// reach both shapes on small problems. Process-wide.
+void set_gemm_tile_policy(int policy);
+
 // bias [n_out]. Outputs must not overlap the inputs (blocks read X/M while others write).
 void layer_update(const LayerInput& in1, const LayerInput& in2, const float* bias, int64_t rows,
                   int64_t n_out, float beta, const LayerOutputsCuda& out, uint32_t stream_id,
@@ -157,4 +165,12 @@ void rbm_free_energy(const RbmDeviceParams& P, const float* V, int64_t rows, flo
 void rbm_pseudo_log_likelihood(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
                                double* out, uintptr_t stream);
 
+}  // namespace ebm::cuda
+
+// --- input checks (summarize.cu): out [4] uint32 (w): the number of non-finite values, the
+// number of values other than 0 and 1, and the largest and smallest finite value as
+// order-preserving keys (max: key, min: ~key; decode in python/ebmfast/_layer_cuda.py).
+// n must be < 2^32.
+namespace ebm::cuda {
+void summarize(const float* x, int64_t n, uint32_t* out, uintptr_t stream);
 }  // namespace ebm::cuda

@@ -17,10 +17,10 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 inline cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
-// Grid of 64 x 64 output tiles (gemm_tile.cuh): rows on x (up to 2^31 - 1 blocks), columns
-// on y (up to 65535 blocks).
-inline dim3 tile_grid(int64_t rows, int64_t cols, const char* what) {
-  const int64_t gx = ceil_div(rows, 64), gy = ceil_div(cols, 64);
+// Grid of tile_rows x tile_cols output tiles (gemm_tile.cuh): rows on x (up to 2^31 - 1
+// blocks), columns on y (up to 65535 blocks).
+inline dim3 tile_grid(int64_t rows, int64_t cols, int tile_rows, int tile_cols, const char* what) {
+  const int64_t gx = ceil_div(rows, tile_rows), gy = ceil_div(cols, tile_cols);
   if (gx > 2147483647LL || gy > 65535)
     throw std::runtime_error(std::string(what) + ": too many rows or columns for one launch");
   return dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy));

@@ -25,4 +25,14 @@ std::string device_name(int index) {
 
 int runtime_version() { return CUDART_VERSION; }
 
+int current_compute_capability() {
+  int dev = 0;
+  cudaDeviceProp prop;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return 10 * prop.major + prop.minor;
+}
+
 }  // namespace ebm::cuda

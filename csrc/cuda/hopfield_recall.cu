@@ -61,6 +61,7 @@ __global__ void recall_kernel(const float* W, const float* b, int8_t* St, float*
 void hopfield_recall(const float* W, const float* b, int8_t* St, float* F, int64_t n, int64_t cues,
                      int max_sweeps, bool random_order, uint64_t seed, uint32_t step,
                      int32_t* sweeps, uint8_t* converged, uintptr_t stream) {
+  if (cues <= 0) return;  // an empty grid is a launch error ("invalid configuration")
   const dim3 grid(static_cast<unsigned>(ceil_div(cues, kThreads)));
   const cudaStream_t st = as_stream(stream);
   if (random_order)

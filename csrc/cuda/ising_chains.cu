@@ -213,6 +213,7 @@ __global__ void lattice_sums(const int8_t* S_all, int64_t chains, int64_t L, lon
 
 void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* St, float* F, int64_t chains,
                   const RngView& rng, int64_t* flips, double* trace, uintptr_t stream) {
+  if (chains <= 0) return;  // an empty grid is a launch error ("invalid configuration")
   const ChainArgs a{P, plan, St, F, chains, rng, flips, trace};
   const cudaStream_t st = as_stream(stream);
   const bool dense = P.J != nullptr;
@@ -226,6 +227,7 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* St, float* 
 void lattice_sweeps(int8_t* S, int64_t chains, int64_t L, float J, float h, const float* betas_host,
                     int64_t n_sweeps, bool gibbs, const RngView& rng, unsigned long long* flips,
                     long long* bonds, long long* magnet, uintptr_t stream) {
+  if (chains <= 0) return;  // an empty grid is a launch error ("invalid configuration")
   const cudaStream_t st = as_stream(stream);
   const int64_t per_chain = (L * (L / 2) + 3) / 4;
   const dim3 grid(static_cast<unsigned>(ceil_div(per_chain * chains, kThreads)));

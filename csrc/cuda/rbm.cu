@@ -66,28 +66,28 @@ struct MomentumStep {
 
 // ------------------------------------------------------------------ the weight update
 
-// Tile (i0 .. +64 visible) x (j0 .. +64 hidden) of
+// Tile (visible rows) x (hidden columns) of
 //   dW = V0^T P0 / B0 - Vk^T Pk / Bc
 // (both products in one accumulator: P0 scaled by Bc / B0 when the counts differ, the
 // chain side negated on load, so one 1 / Bc at the end), then the momentum step on W in
 // the epilogue, or dW itself when gradient_only.
-// Three blocks per SM in fp32 (<= 85 registers, no spills); tf32 keeps the wmma
-// fragments as well and gets two (<= 128 registers).
-template <bool kTf32>
-__global__ void __launch_bounds__(kThreads, kTf32 ? 2 : 3)
+// fp32 Small: three blocks per SM (<= 85 registers, no spills); tf32 and the Large tile:
+// two (<= 128 registers).
+template <class S, bool kTf32>
+__global__ void __launch_bounds__(kThreads, (kTf32 || S::kTM > 4) ? 2 : 3)
 cd_weights_kernel(const float* __restrict__ V0, int64_t B0, const float* __restrict__ P0,
                   const float* __restrict__ Vk, int64_t Bc, const float* __restrict__ Pk,
                   int64_t n_v, int64_t n_h, const float* W_in, RbmCdUpdate up) {
-  __shared__ __align__(32) float smem[tile::SharedFloats<kTf32>::value];
-  tile::Slices& s = *reinterpret_cast<tile::Slices*>(smem);
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * tile::kRows;
-  const int64_t col0 = static_cast<int64_t>(blockIdx.y) * tile::kCols;
-  tile::Acc<kTf32> acc;
+  __shared__ __align__(32) float smem[tile::SharedFloats<S, kTf32>::value];
+  tile::Slices<S>& s = *reinterpret_cast<tile::Slices<S>*>(smem);
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * S::kRows;
+  const int64_t col0 = static_cast<int64_t>(blockIdx.y) * S::kCols;
+  tile::Acc<S, kTf32> acc;
   // A = V^T: element (i, b) of V [B, n_v] is V[b * n_v + i], the transposed layout.
   tile::accumulate<true, false>({V0, n_v}, {P0, n_h}, 1.0f, n_v, n_h, B0, row0, col0, s, acc);
   if (B0 != Bc) acc.scale(static_cast<float>(Bc) / static_cast<float>(B0));
   tile::accumulate<true, false>({Vk, n_v}, {Pk, n_h}, -1.0f, n_v, n_h, Bc, row0, col0, s, acc);
-  float g[4][4];
+  float g[S::kTM][S::kTN];
   acc.result(g, smem);
 
   const float inv = 1.0f / static_cast<float>(Bc);
@@ -95,11 +95,11 @@ cd_weights_kernel(const float* __restrict__ V0, int64_t B0, const float* __restr
   const int tx = threadIdx.x % kThreadsX, ty = threadIdx.x / kThreadsX;
   uint32_t mw = 0, mv = 0;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t r = row0 + ty + kThreadsX * i;
+  for (int i = 0; i < S::kTM; ++i) {
+    const int64_t r = row0 + S::row(ty, i);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t c = col0 + 4 * tx + j;
+    for (int j = 0; j < S::kTN; ++j) {
+      const int64_t c = col0 + S::col(tx, j);
       if (r >= n_v || c >= n_h) continue;  // no early return: the warp reduces below
       const int64_t o = r * n_h + c;
       const float grad = g[i][j] * inv;
@@ -258,6 +258,14 @@ void to_visible(const RbmDeviceParams& P, const float* H, int64_t rows, float be
                kStreamVisible, rng, stream, prec);
 }
 
+template <class S, bool kTf32>
+void launch_weights(cudaStream_t st, const RbmCdBuffers& buf, const float* Vneg, int64_t Bc,
+                    const RbmDeviceParams& P, const RbmCdUpdate& up) {
+  const dim3 grid = tile_grid(P.n_v, P.n_h, S::kRows, S::kCols, "rbm_cd_update");
+  cd_weights_kernel<S, kTf32><<<grid, kThreads, 0, st>>>(buf.V0, buf.B0, buf.P0, Vneg, Bc, buf.Pk,
+                                                         P.n_v, P.n_h, P.W, up);
+}
+
 unsigned row_blocks(int64_t rows) {
   if (rows > 2147483647LL) throw std::runtime_error("too many rows for one launch");
   return static_cast<unsigned>(rows);
@@ -321,13 +329,12 @@ void rbm_cd_update(const RbmDeviceParams& P, const RbmCdBuffers& buf, const RbmC
 
   // --- the update: W in one pass, then the biases
   if (!up.gradient_only) check_cuda(cudaMemsetAsync(up.stats, 0, 2 * sizeof(uint32_t), st), "stats");
-  const dim3 grid = tile_grid(P.n_v, P.n_h, "rbm_cd_update");
   if (precision == Precision::kTf32)
-    cd_weights_kernel<true><<<grid, kThreads, 0, st>>>(buf.V0, buf.B0, buf.P0, Vneg, Bc, buf.Pk,
-                                                       P.n_v, P.n_h, P.W, up);
+    launch_weights<tile::Small, true>(st, buf, Vneg, Bc, P, up);
+  else if (use_large_tile(P.n_v, P.n_h, false))
+    launch_weights<tile::Large, false>(st, buf, Vneg, Bc, P, up);
   else
-    cd_weights_kernel<false><<<grid, kThreads, 0, st>>>(buf.V0, buf.B0, buf.P0, Vneg, Bc, buf.Pk,
-                                                        P.n_v, P.n_h, P.W, up);
+    launch_weights<tile::Small, false>(st, buf, Vneg, Bc, P, up);
   check_cuda(cudaGetLastError(), "cd_weights launch");
   const int64_t bias_blocks = ceil_div(P.n_v + P.n_h, 32);
   cd_bias_kernel<<<row_blocks(bias_blocks), 256, 0, st>>>(buf.V0, buf.B0, buf.P0, Vneg, Bc, buf.Pk,
@@ -335,25 +342,33 @@ void rbm_cd_update(const RbmDeviceParams& P, const RbmCdBuffers& buf, const RbmC
   check_cuda(cudaGetLastError(), "cd_bias launch");
 }
 
-void rbm_free_energy(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
-                     double* out, uintptr_t stream) {
+namespace {
+
+// The hidden field Z, then one block per row: free energy or pseudo-log-likelihood.
+void row_scores(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z, double* out,
+                uintptr_t stream, bool pll) {
   if (rows <= 0) return;
   LayerOutputsCuda f;
   f.field = Z;
   to_hidden(P, V, rows, 1.0f, f, RngView{}, stream, Precision::kFp32);
-  free_energy_kernel<<<row_blocks(rows), 256, 0, as_stream(stream)>>>(V, Z, P.b, P.n_v, P.n_h, out);
-  check_cuda(cudaGetLastError(), "free_energy launch");
+  const cudaStream_t st = as_stream(stream);
+  if (pll)
+    pseudo_log_likelihood_kernel<<<row_blocks(rows), 256, 0, st>>>(V, Z, P.W, P.b, P.n_v, P.n_h, out);
+  else
+    free_energy_kernel<<<row_blocks(rows), 256, 0, st>>>(V, Z, P.b, P.n_v, P.n_h, out);
+  check_cuda(cudaGetLastError(), pll ? "pseudo_log_likelihood launch" : "free_energy launch");
+}
+
+}  // namespace
+
+void rbm_free_energy(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
+                     double* out, uintptr_t stream) {
+  row_scores(P, V, rows, Z, out, stream, false);
 }
 
 void rbm_pseudo_log_likelihood(const RbmDeviceParams& P, const float* V, int64_t rows, float* Z,
                                double* out, uintptr_t stream) {
-  if (rows <= 0) return;
-  LayerOutputsCuda f;
-  f.field = Z;
-  to_hidden(P, V, rows, 1.0f, f, RngView{}, stream, Precision::kFp32);
-  pseudo_log_likelihood_kernel<<<row_blocks(rows), 256, 0, as_stream(stream)>>>(V, Z, P.W, P.b,
-                                                                                P.n_v, P.n_h, out);
-  check_cuda(cudaGetLastError(), "pseudo_log_likelihood launch");
+  row_scores(P, V, rows, Z, out, stream, true);
 }
 
 }  // namespace ebm::cuda

@@ -1,8 +1,10 @@
 """Device choice and array checks shared by every model.
 
-CPU models take NumPy arrays; the CUDA backend (a later issue) will take CuPy arrays and
-anything exposing ``__cuda_array_interface__``. Nothing is ever copied silently between
-devices: a GPU array handed to a CPU model is a TypeError that says so.
+CPU models take NumPy arrays; models on the GPU take CuPy arrays and anything exposing
+``__cuda_array_interface__`` (a PyTorch CUDA tensor, a Numba array) without a copy
+(``as_device_array``, ``check_device_units``). Nothing is ever copied silently between
+devices: a GPU array handed to a CPU model, or a host array handed to a GPU model, is a
+TypeError that says so.
 """
 from __future__ import annotations
 
@@ -16,21 +18,47 @@ from . import _core
 DEVICES = ("auto", "cpu", "cuda")
 
 
+#: The kernels are built for sm_80 and sm_90 (tf32 tensor cores): older GPUs cannot run them.
+MIN_COMPUTE_CAPABILITY = 80
+
+
+def cuda_unusable_reason() -> str | None:
+    """Why the CUDA backend cannot run here (None when it can): not compiled, no device,
+    a device older than compute capability 8.0, or CuPy missing."""
+    if not _core.cuda_compiled:
+        return "this ebmfast was built without CUDA"
+    if _core.cuda_device_count() <= 0:
+        return "no CUDA device is available"
+    cc = _core.cuda_compute_capability()
+    if 0 < cc < MIN_COMPUTE_CAPABILITY:
+        return (f"the GPU has compute capability {cc // 10}.{cc % 10}; ebmfast's kernels need "
+                f"{MIN_COMPUTE_CAPABILITY // 10}.0 or newer (Ampere, Hopper)")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed (pip install 'ebmfast[cuda]')"
+    return None
+
+
 def resolve_device(device: str, *, cuda_implemented: bool = False) -> str:
     """Map the ``device`` argument to "cpu" or "cuda"."""
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if device == "cpu":
         return "cpu"
-    gpu = bool(_core.cuda_compiled) and _core.cuda_device_count() > 0
     if device == "auto":
-        return "cuda" if (gpu and cuda_implemented) else "cpu"
+        if not (cuda_implemented and bool(_core.cuda_compiled) and _core.cuda_device_count() > 0):
+            return "cpu"
+        return "cuda" if cuda_unusable_reason() is None else "cpu"
     if not cuda_implemented:
         raise NotImplementedError(
             "device='cuda': this model has no CUDA backend yet; use device='cpu' (or 'auto')")
-    if not gpu:
-        raise RuntimeError("device='cuda' but no CUDA device is available "
-                           f"(ebmfast built with CUDA: {bool(_core.cuda_compiled)})")
+    reason = cuda_unusable_reason()
+    if reason is not None:
+        if reason == "no CUDA device is available" or reason.startswith("this ebmfast"):
+            raise RuntimeError("device='cuda' but no CUDA device is available "
+                               f"(ebmfast built with CUDA: {bool(_core.cuda_compiled)})")
+        raise RuntimeError(f"device='cuda': {reason}")
     return "cuda"
 
 
@@ -149,3 +177,97 @@ def check_steps(first: int, n: int, name: str, owner: str = "the model") -> None
 #: Largest finite float32: parameters and states that the compiled kernels hold in float32
 #: must stay below it (a cast beyond it turns them into inf silently).
 F32_MAX = float(np.finfo(np.float32).max)
+
+
+# --------------------------------------------------------------------------- GPU arrays
+
+def _cupy():
+    """CuPy, imported on first use (it is an optional extra)."""
+    try:
+        import cupy
+    except ImportError:
+        raise RuntimeError("GPU arrays need CuPy: pip install 'ebmfast[cuda]'") from None
+    if not getattr(_core, "cuda_compiled", False):
+        raise RuntimeError("this ebmfast was built without CUDA")
+    return cupy
+
+
+def as_device_array(X, name: str):
+    """X as a CuPy array without a copy: CuPy arrays as they are, any object exposing
+    ``__cuda_array_interface__`` (a PyTorch CUDA tensor, a Numba array) as a CuPy view of
+    the same memory. Host arrays are a TypeError that says how to move them: nothing is
+    ever copied between devices behind the caller's back."""
+    cp = _cupy()
+    if isinstance(X, cp.ndarray):
+        return X
+    if hasattr(X, "__cuda_array_interface__"):
+        return cp.asarray(X)  # zero-copy view (CuPy reads the interface)
+    raise TypeError(f"{name} must be a GPU array (CuPy, or any object with "
+                    f"__cuda_array_interface__) for a model on the GPU, got "
+                    f"{type(X).__name__}; move host data with cupy.asarray")
+
+
+def check_device_units(X, name: str, n_cols: int, *, binary: bool):
+    """The GPU counterpart of ``_backend.check_units``: ``(array, is_binary)`` with the
+    array a float32 C-contiguous CuPy array of shape (rows, n_cols), values in [0, 1]
+    (exactly 0/1 when ``binary``). Host arrays are refused, never copied silently; a
+    float32 C-contiguous input is used as it is (no copy). The checks cost one
+    synchronisation of the current stream."""
+    cp = _cupy()
+    X = as_device_array(X, name)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric or bool dtype, got {X.dtype}")
+    if X.ndim != 2 or X.shape[1] != n_cols:
+        hint = f" (use {name}.reshape(1, -1) for a single sample)" if X.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_cols}), got shape {X.shape}{hint}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row, got shape {X.shape}")
+    if X.device.id != cp.cuda.Device().id:
+        raise ValueError(f"{name} lives on GPU {X.device.id}, not the current device "
+                         f"{cp.cuda.Device().id}; move it or switch devices (cupy.cuda.Device)")
+    if X.dtype.kind == "f" and X.dtype != cp.float32:
+        # Range first: casting huge float64 values to float32 would overflow to inf.
+        lo64, hi64, finite64 = (float(v) for v in cp.stack(
+            [X.min(), X.max(), cp.isfinite(X).all()]).get())
+        if not finite64:
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if lo64 < 0.0 or hi64 > 1.0:
+            raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary "
+                             f"states), got range [{lo64}, {hi64}]")
+    out = cp.ascontiguousarray(X, dtype=cp.float32)
+    finite, is_binary, lo, hi = summarize_device(out)
+    if not finite:
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if binary and not is_binary:
+        raise ValueError(f"{name} must be binary (every value 0 or 1)")
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
+                         f"got range [{lo}, {hi}]")
+    return out, bool(is_binary)
+
+
+def _key_to_float(key: int) -> float:
+    """Inverse of the order-preserving float -> uint32 key of csrc/cuda/summarize.cu."""
+    bits = (key & 0x7FFFFFFF) if key & 0x80000000 else (~key & 0xFFFFFFFF)
+    return float(np.array([bits], np.uint32).view(np.float32)[0])
+
+
+def summarize_device(a) -> tuple[bool, bool, float, float]:
+    """(all finite, all 0 or 1, min, max of the finite values) of a float32 C-contiguous
+    CuPy array: one kernel (csrc/cuda/summarize.cu) and one readback."""
+    cp = _cupy()
+    n = a.size
+    if n == 0:
+        return True, True, 0.0, 0.0
+    if n >= 2**32:  # beyond the kernel's counters: CuPy's reductions
+        finite, lo, hi, binary = (float(v) for v in cp.stack(
+            [cp.isfinite(a).all().astype(cp.float32), a.min(), a.max(),
+             ((a == 0) | (a == 1)).all().astype(cp.float32)]).get())
+        return bool(finite), bool(binary), lo, hi
+    stats = cp.empty(4, cp.uint32)
+    _core.cuda_summarize(int(a.data.ptr), n, int(stats.data.ptr),
+                         int(cp.cuda.get_current_stream().ptr))
+    bad, nonbinary, hi_key, lo_key = (int(v) for v in stats.get())
+    if bad:
+        return False, False, float("nan"), float("nan")
+    return True, nonbinary == 0, _key_to_float(~lo_key & 0xFFFFFFFF), _key_to_float(hi_key)

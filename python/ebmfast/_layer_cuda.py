@@ -8,7 +8,7 @@ stream, as any CuPy operation's would be."""
 from __future__ import annotations
 
 from . import _core
-from ._backend import check_float, check_int
+from ._backend import as_device_array, check_device_units, check_float, check_int  # noqa: F401
 
 try:
     import cupy as cp
@@ -154,59 +154,3 @@ def layer_update(X, M, bias, beta: float, *, X2=None, M2=None, stream: int, seed
                             seed, step, chain_offset, int(cp.cuda.get_current_stream().ptr),
                             bool(M_transposed), bool(M2_transposed), prec)
     return field, prob, sample
-
-
-def as_device_array(X, name: str):
-    """X as a CuPy array without a copy: CuPy arrays as they are, any object exposing
-    ``__cuda_array_interface__`` (a PyTorch CUDA tensor, a Numba array) as a CuPy view of
-    the same memory. Host arrays are a TypeError that says how to move them: nothing is
-    ever copied between devices behind the caller's back."""
-    _require_cupy()
-    if isinstance(X, cp.ndarray):
-        return X
-    if hasattr(X, "__cuda_array_interface__"):
-        return cp.asarray(X)  # zero-copy view (CuPy reads the interface)
-    raise TypeError(f"{name} must be a GPU array (CuPy, or any object with "
-                    f"__cuda_array_interface__) for a model on the GPU, got "
-                    f"{type(X).__name__}; move host data with cupy.asarray")
-
-
-def check_device_units(X, name: str, n_cols: int, *, binary: bool):
-    """The GPU counterpart of ``_backend.check_units``: ``(array, is_binary)`` with the
-    array a float32 C-contiguous CuPy array of shape (rows, n_cols), values in [0, 1]
-    (exactly 0/1 when ``binary``). Host arrays are refused, never copied silently; a
-    float32 C-contiguous input is used as it is (no copy). The checks cost one
-    synchronisation of the current stream."""
-    X = as_device_array(X, name)
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must have a real numeric or bool dtype, got {X.dtype}")
-    if X.ndim != 2 or X.shape[1] != n_cols:
-        hint = f" (use {name}.reshape(1, -1) for a single sample)" if X.ndim == 1 else ""
-        raise ValueError(f"{name} must be 2-D (n_samples, {n_cols}), got shape {X.shape}{hint}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} must have at least one row, got shape {X.shape}")
-    if X.device.id != cp.cuda.Device().id:
-        raise ValueError(f"{name} lives on GPU {X.device.id}, not the current device "
-                         f"{cp.cuda.Device().id}; move it or switch devices (cupy.cuda.Device)")
-    if X.dtype.kind == "f" and X.dtype != cp.float32:
-        # Range first: casting huge float64 values to float32 would overflow to inf.
-        lo64, hi64, finite64 = (float(v) for v in cp.stack(
-            [X.min(), X.max(), cp.isfinite(X).all()]).get())
-        if not finite64:
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if lo64 < 0.0 or hi64 > 1.0:
-            raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary "
-                             f"states), got range [{lo64}, {hi64}]")
-    out = cp.ascontiguousarray(X, dtype=cp.float32)
-    # One readback for all four facts (each .get() would synchronise on its own).
-    finite, lo, hi, is_binary = (float(v) for v in cp.stack(
-        [cp.isfinite(out).all().astype(cp.float32), out.min(), out.max(),
-         ((out == 0) | (out == 1)).all().astype(cp.float32)]).get())
-    if not finite:
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if binary and not is_binary:
-        raise ValueError(f"{name} must be binary (every value 0 or 1)")
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name} values must lie in [0, 1] (probabilities or binary states), "
-                         f"got range [{lo}, {hi}]")
-    return out, bool(is_binary)

@@ -52,6 +52,7 @@ import numpy as np
 
 import ebmfast
 from ebmfast import bench as _cpu
+from ebmfast.bench import _fmt
 
 __all__ = [
     "SIZES", "OPS", "PRECISIONS", "IMPLEMENTATIONS", "TARGETS", "ObviousRBM", "TorchRBM",
@@ -498,10 +499,6 @@ _HEADER = (f"{'n_vis':>5} {'n_hid':>5} {'batch':>5}  {'op':<13}"
            f"{'ef fp32':>9} {'ef tf32':>9} {'cupy':>9} {'torch':>9} {'floor':>9}"
            f"{'cupy/ef':>9}{'torch/ef':>9}{'ef/floor':>9}{'tf32/fl':>9}")
 _UNITS = f"{'':>32}{'ms':>9} {'ms':>9} {'ms':>9} {'ms':>9} {'ms':>9}   (ef = ebmfast fp32)"
-
-
-def _fmt(x, spec: str, width: int) -> str:
-    return f"{'-':>{width}}" if x is None else f"{x:>{width}{spec}}"
 
 
 def format_row(row: dict) -> str:
