@@ -19,11 +19,13 @@ from ._backend import (check_float, check_int, check_memory, check_seed, check_s
 from ._interrupt import chunk_size, deferred_interrupt
 from .reference import STREAM_INIT, STREAM_SHUFFLE
 
-# device="auto" picks the GPU when one is usable (issue 3's contract). The CUDA path is
-# checked without a GPU under the host emulator (tests/test_cuda_emulated.py: the kernels;
-# tests/test_cuda_glue_emulated.py: this model end to end) and on hardware by
-# tests/test_rbm_cuda.py. Set False to keep "auto" on the CPU.
-_CUDA_VERIFIED = True
+# device="auto" stays on the CPU until the CUDA path has passed its tests on a GPU
+# (tests/test_rbm_cuda.py; without one it is checked under the host emulator:
+# tests/test_cuda_emulated.py, tests/test_cuda_glue_emulated.py). Flipping it is also a
+# behaviour change for every caller on a GPU machine: a model on the GPU refuses NumPy
+# arrays (no silent copies), so code and tests that pass NumPy data to an RBM made with the
+# default device would start raising TypeError there. device="cuda" asks for the GPU.
+_CUDA_VERIFIED = False
 _PRECISIONS = ("fp32", "tf32")
 # Steps of a sampling call between two synchronisations on the GPU (where Ctrl-C is
 # honoured): the GPU does roughly this many times the CPU's work per second.
@@ -48,8 +50,8 @@ class RBM:
         "cuda" keeps every parameter, chain and result on the GPU (CuPy arrays; any input
         exposing ``__cuda_array_interface__`` is taken without a copy, host arrays are
         refused) and runs the hand-written kernels on CuPy's current stream. "auto" picks
-        the GPU when one is usable (compute capability >= 8.0 and CuPy installed), else
-        the CPU; with a GPU, "auto" therefore expects GPU arrays.
+        the CPU until the CUDA path has been verified on a GPU (``rbm._CUDA_VERIFIED``);
+        then a usable GPU (compute capability >= 8.0, CuPy installed).
     precision : {"fp32", "tf32"}
         GPU arithmetic: "fp32" (exact float32 products, the CPU's results up to rounding)
         or "tf32" (tensor cores; products of 10-bit-mantissa inputs). Ignored on the CPU.
