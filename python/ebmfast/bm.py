@@ -5,6 +5,10 @@ Sampling runs on the spin-chain kernel of ``ising.py``: with y = (1 + s)/2 the e
 Ising energy in dimod's sign with J_ij = -w_ij/4 and h_i = -b_i/2 - sum_j w_ij/4 (plus a
 constant), and heat-bath sweeps with clamped units are exactly the clamped and free phases
 of Boltzmann learning. Unit order: visible, then label, then hidden.
+
+Training on the CPU makes one kernel call per mini-batch (``_core.bm_step``: both phases,
+the statistics and the update, on the same Philox units as the composition of
+``ising_chains`` calls below, which the CUDA device runs and the tests compare against).
 """
 from __future__ import annotations
 
