@@ -234,5 +234,10 @@ def split_rhat(trace, *, rank_normalize: bool = False) -> np.ndarray:
     if t.size == 0:  # no quantities (a trailing axis of length 0)
         return np.empty(t.shape[2:])
     bulk = _rhat_basic(_rank_normalize(t))
-    tail = _rhat_basic(_rank_normalize(np.abs(t - np.median(t, axis=(0, 1)))))
+    # Folded about the lower median (a draw, not the midpoint of the two middle draws):
+    # the two middle draws are exactly equidistant from their midpoint, a tie that float
+    # rounding breaks one way or the other depending on the units, so the rank-normalized
+    # statistic would change with a rescaling of the draws.
+    med = np.quantile(t, 0.5, axis=(0, 1), method="lower")
+    tail = _rhat_basic(_rank_normalize(np.abs(t - med)))
     return np.maximum(bulk, tail)
