@@ -14,6 +14,7 @@
 #include "cuda/cuda_api.h"
 #include "cuda/cuda_check.cuh"
 #include "cuda/gemm_tile.cuh"
+#include "cuda/warp_reduce.cuh"
 
 namespace ebm::cuda {
 
@@ -21,24 +22,6 @@ namespace {
 
 using tile::kThreads;
 using tile::kThreadsX;
-
-constexpr unsigned kFullMask = 0xffffffffu;
-
-// Largest uint of the warp (every lane must call).
-__device__ __forceinline__ uint32_t warp_max(uint32_t x) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const uint32_t y = __shfl_xor_sync(kFullMask, x, off);
-    x = y > x ? y : x;
-  }
-  return x;
-}
-
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(kFullMask, x, off);
-  return x;
-}
 
 // |x| as ordered bits (non-negative floats order like their bit patterns); a non-finite
 // x maps to 0x7f800000 (inf) or above (NaN), which the host reads as "not finite".

@@ -6,33 +6,18 @@
 #include <algorithm>
 #include "cuda/cuda_api.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/warp_reduce.cuh"
 
 namespace ebm::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 // Float bits -> an unsigned key with the same order as the floats (for atomicMax).
 __device__ __forceinline__ uint32_t ordered(float x) {
   const uint32_t u = __float_as_uint(x);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-__device__ __forceinline__ uint32_t warp_add(uint32_t x) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(kFullMask, x, off);
-  return x;
-}
-
-__device__ __forceinline__ uint32_t warp_max(uint32_t x) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const uint32_t y = __shfl_xor_sync(kFullMask, x, off);
-    x = y > x ? y : x;
-  }
-  return x;
 }
 
 // out[0] += non-finite count, out[1] += non-binary count, out[2] = max ordered(x),
@@ -52,8 +37,8 @@ __global__ void __launch_bounds__(kThreads) summarize_kernel(const float* __rest
     hi = k > hi ? k : hi;
     lo = ~k > lo ? ~k : lo;
   }
-  bad = warp_add(bad);
-  nonbinary = warp_add(nonbinary);
+  bad = warp_sum(bad);
+  nonbinary = warp_sum(nonbinary);
   hi = warp_max(hi);
   lo = warp_max(lo);
   if ((threadIdx.x & 31) == 0) {

@@ -781,14 +781,15 @@ def _device_arg(argv: list[str]) -> str | None:
     return device
 
 
-def main(argv: list[str] | None = None) -> int:
-    if _device_arg(list(sys.argv[1:] if argv is None else argv)) == "cuda":
-        from . import bench_rbm_cuda  # imports CuPy only when it runs
-        return bench_rbm_cuda.main(list(sys.argv[1:] if argv is None else argv))
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+def apply_common_args(parser, args, default_sizes=None) -> list:
+    """The options every RBM harness shares: sizes parsed (``default_sizes`` when none are
+    given and a default is passed), repeats >= 1, threads set; a bad value is the parser's
+    error (exit 2 with usage)."""
     try:
-        sizes = _parse_sizes(args.sizes)
+        if default_sizes is not None and not args.sizes:
+            sizes = list(default_sizes)
+        else:
+            sizes = _parse_sizes(args.sizes)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     if args.repeats < 1:
@@ -797,6 +798,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             parser.error("--threads must be >= 1")
         ebmfast.set_num_threads(args.threads)
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    if _device_arg(list(sys.argv[1:] if argv is None else argv)) == "cuda":
+        from . import bench_rbm_cuda  # imports CuPy only when it runs
+        return bench_rbm_cuda.main(list(sys.argv[1:] if argv is None else argv))
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    sizes = apply_common_args(parser, args)
     repeats, warmup, warmup_s, rounds = ((min(args.repeats, 3), 1, 0.0, 1) if args.quick
                                          else (args.repeats, 2, WARMUP_S, ROUNDS))
     threads = ebmfast.get_num_threads()

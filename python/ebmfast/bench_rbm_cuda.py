@@ -951,16 +951,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    try:
-        sizes = [tuple(s) for s in _cpu._parse_sizes(args.sizes)] if args.sizes else list(SIZES)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        ebmfast.set_num_threads(args.threads)
+    sizes = [tuple(s) for s in _cpu.apply_common_args(parser, args, default_sizes=SIZES)]
     try:
         cp = load_cupy()
     except GPUUnavailable as exc:
