@@ -57,6 +57,9 @@ def emu_lib():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, ctypes.c_char_p
     lib.emu_set_timeout.argtypes, lib.emu_set_timeout.restype = [ctypes.c_double], None
+    lib.emu_mcmc_scratch_floats.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
+                                            ctypes.c_int64, ctypes.c_int64]
+    lib.emu_mcmc_scratch_floats.restype = ctypes.c_int64
     lib.emu_set_timeout(60.0)
     return lib
 
@@ -140,7 +143,9 @@ def fake_gpu(emu_lib, monkeypatch):
                      ("cuda_lattice_sweeps", cuda_lattice_sweeps),
                      ("cuda_hopfield_recall", cuda_hopfield_recall),
                      ("cuda_set_tile_policy", tile_policy),
-                     ("mcmc_run_chunk_cuda", mcmc_run_chunk_cuda)]:
+                     ("mcmc_run_chunk_cuda", mcmc_run_chunk_cuda),
+                     # a CUDA-off build (the sanitizer stage) lacks this host helper too
+                     ("mcmc_cuda_scratch_floats", emu_lib.emu_mcmc_scratch_floats)]:
         monkeypatch.setattr(_core, name, fn, raising=False)
     return fake_cupy
 

@@ -257,6 +257,10 @@ def _prune(keep: int) -> None:
 def load(asan: bool = False) -> ctypes.CDLL:
     """Build if needed and load the emulated library (an ASan build must be loaded in a
     process started with libasan preloaded, see asan_env)."""
+    if not (ROOT / "csrc" / "cuda").is_dir():
+        # The tests run from a copy outside the source tree (the wheel stage of CI tests
+        # the installed package): there are no CUDA sources to emulate here.
+        raise EmuUnavailable(f"no CUDA sources next to the tests ({ROOT / 'csrc'} is missing)")
     return ctypes.CDLL(str(build(asan=asan)))
 
 
