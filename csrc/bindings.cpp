@@ -18,6 +18,7 @@
 #include "common/philox.h"
 #include "common/views.h"
 #include "cpu/kernels.h"
+#include "cpu/spin_table.h"
 #include "cpu/philox_run.h"
 #include "common/mcmc_views.h"
 #include "cpu/mcmc_chains.h"
@@ -1130,13 +1131,35 @@ PYBIND11_MODULE(_core, m) {
         "Exact float64 energies h.s + sum_{i<j} J_ij s_i s_j of int8 spins S (CSR of both triangles).");
 
   // --- Hopfield
+  m.def("spin_table",
+        [](F32 J) {
+          check_2d(J, "J", -1, -1);
+          const int64_t n = J.shape(0);
+          require(n >= 1 && J.shape(1) == n, "J must be square (n, n) with n >= 1");
+          const ebm::cpu::SpinTableShape shape = ebm::cpu::spin_table_shape(n);
+          F32 T(std::vector<py::ssize_t>{static_cast<py::ssize_t>(shape.floats())});
+          const float* j_ptr = J.data();
+          float* t_ptr = T.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            ebm::cpu::build_spin_table(j_ptr, shape, t_ptr);
+          }
+          return T;
+        },
+        py::arg("J"),
+        "Sign-symmetric subset table of the couplings J (n, n) for +-1 spin fields "
+        "(hopfield_recall(table=)); a flat float32 array.");
+
   m.def("hopfield_recall",
         [](F32 W, F32 b, I8 S, int64_t max_sweeps, bool random_order, uint64_t seed, int64_t step,
-           int64_t chain_offset) {
+           int64_t chain_offset, std::optional<F32> table) {
           check_2d(W, "W", -1, -1);
           const int64_t n = W.shape(0);
           require(n >= 1 && W.shape(1) == n, "W must be square (n, n) with n >= 1");
           check_1d(b, "b", n);
+          if (table)  // spin_table(W) of exactly this W
+            check_1d(*table, "table", ebm::cpu::spin_table_shape(n).floats());
+          const float* t_ptr = table ? table->data() : nullptr;
           require(S.ndim() == 2 && S.shape(1) == n, "S must have shape (cues, n)");
           require(S.writeable(), "S must be writeable");
           require(max_sweeps >= 0, "max_sweeps must be >= 0");
@@ -1155,12 +1178,13 @@ PYBIND11_MODULE(_core, m) {
           uint8_t* cv = converged.mutable_data();
           {
             py::gil_scoped_release nogil;
-            ebm::cpu::hopfield_recall(P, s, cues, max_sweeps, random_order, r, sw, cv);
+            ebm::cpu::hopfield_recall(P, s, cues, max_sweeps, random_order, r, sw, cv, t_ptr);
           }
           return py::make_tuple(sweeps, converged);
         },
         py::arg("W"), py::arg("b"), py::arg("S").noconvert(), py::arg("max_sweeps"),
         py::arg("random_order"), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
+        py::arg("table") = py::none(),
         "Asynchronous Hopfield recall of the cues S (int8 +-1 [cues, n], in place) under "
         "z = W y + b (W float32 symmetric, zero diagonal); cue c draws chain chain_offset + c. "
         "Returns (sweeps int32, converged uint8) per cue.");

@@ -45,7 +45,10 @@ def all_spins(n):
 
 @pytest.mark.parametrize("order", ["sequential", "random"])
 @pytest.mark.parametrize("n,cues", [(n, c) for n in (1, 7, 31, 33, 100) for c in (1, 15, 16, 17, 33)]
-                         + [(33, 129), (17, 257)])  # and across the kernel's 128-cue tiles
+                         + [(33, 129), (17, 257)]  # and across the kernel's 128-cue tiles
+                         # >= 64 cues: first fields from the spin table (every partial last
+                         # group of four, and the panel widths 128, 64 and 16)
+                         + [(n, 64) for n in (1, 2, 3, 5, 6, 7, 100)] + [(513, 65)])
 def test_recall_matches_reference(cues, n, order):
     rng = np.random.default_rng(zlib.crc32(f"{cues}{n}{order}".encode()))
     W, b = random_model(n, rng)
@@ -60,6 +63,56 @@ def test_recall_matches_reference(cues, n, order):
     assert r.converged.all() and not r.cycled.any()
     assert model(W, b).stable(r.states).all()
     np.testing.assert_allclose(r.energies, ref.hopfield_energy(W, b, Y), rtol=1e-12)
+
+
+def spin_table_fields(T, J, h, S):
+    """h + S.J from the flat spin table, read as spin_table.h lays it out: column panels of
+    `width` floats, each [8 * groups, width]; group g's row c (c < 8) holds the sum over
+    b < 4 of (+1 if bit b of c else -1) J[4g + b], and a code c >= 8 reads row 15 - c negated."""
+    n = J.shape[0]
+    groups = -(-n // 4)
+    width = 128
+    while width > 16 and 8 * groups * width * 4 > 512 * 1024:
+        width //= 2
+    panels = -(-n // width)
+    assert T.shape == (panels * 8 * groups * width,)
+    Tp = T.reshape(panels, 8 * groups, width).transpose(1, 0, 2).reshape(8 * groups, -1)[:, :n]
+    bits = np.zeros((S.shape[0], 4 * groups), np.int64)
+    bits[:, :n] = S > 0
+    code = (bits.reshape(-1, groups, 4) << np.arange(4)).sum(axis=2)
+    row = 8 * np.arange(groups) + np.where(code >= 8, 15 - code, code)
+    sign = np.where(code >= 8, -1.0, 1.0)
+    return h + np.einsum("rg,rgj->rj", sign, Tp[row].astype(np.float64))
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 64, 513, 2050])
+def test_spin_table_holds_the_signed_group_sums(n):
+    rng = np.random.default_rng(n)
+    W, b = random_model(n, rng)
+    T = ef._core.spin_table(W)
+    S = random_states(9, n, rng)
+    np.testing.assert_allclose(spin_table_fields(T, W, b, S), S.astype(np.float64) @ W + b,
+                               rtol=1e-5, atol=1e-4 * np.sqrt(n))
+    with pytest.raises(ValueError, match="table"):
+        ef._core.hopfield_recall(W, b, S, 5, False, 0, 0, 0, T[:-1])
+
+
+def test_recall_of_a_wide_model_matches_reference():
+    # n = 2050: the spin table's 16-wide panels. Stored patterns plus Gaussian jitter (no
+    # ties), cues near them: a few sweeps, so the float64 reference stays quick.
+    rng = np.random.default_rng(2050)
+    n = 2050
+    P = random_states(40, n, rng).astype(np.float32)
+    W, b = random_model(n, rng, scale=0.02, bias=0.1)
+    W += P.T @ P / 40
+    np.fill_diagonal(W, 0.0)
+    S = P[rng.integers(0, 40, 70)].astype(np.int8)
+    S[rng.random(S.shape) < 0.15] *= -1
+    r = model(W, b).recall(S)
+    Y, sweeps, conv = ref.hopfield_recall(W, b, S, 100)
+    np.testing.assert_array_equal(r.states, Y)
+    np.testing.assert_array_equal(r.sweeps, sweeps)
+    assert conv.all() and r.converged.all() and (Y != S).any(axis=1).all()
 
 
 def test_recall_max_sweeps_stops_early_and_continues():

@@ -455,11 +455,17 @@ def test_hopfield_recall_chunked_equals_one_call(monkeypatch, order, n):
     m = ef.Hopfield(n, seed=3)
     m.store(rng.integers(0, 2, (max(2, n // 10), n)) * 2 - 1)
     m.b = 0.1 * rng.standard_normal(n)
-    cues = rng.integers(0, 2, (150, n)) * 2 - 1  # not a multiple of the 16-cue block
+    cues = rng.integers(0, 2, (300, n)) * 2 - 1  # not a multiple of the 128-cue tile
     _one_call(monkeypatch)
     whole = m.recall(cues, order=order, seed=9)
-    _tiny_chunks(monkeypatch)  # blocks of 16 cues
+    _tiny_chunks(monkeypatch)
+    monkeypatch.setattr(ef.hopfield, "_RECALL_TILES_PER_THREAD", 0)  # blocks of one tile
+    calls = []
+    core_recall = ef.hopfield._core.hopfield_recall
+    monkeypatch.setattr(ef.hopfield._core, "hopfield_recall",
+                        lambda *a: calls.append(a[2].shape[0]) or core_recall(*a))
     cut = m.recall(cues, order=order, seed=9)
+    assert calls == [128, 128, 44]
     np.testing.assert_array_equal(cut.states, whole.states)
     np.testing.assert_array_equal(cut.sweeps, whole.sweeps)
     np.testing.assert_array_equal(cut.converged, whole.converged)

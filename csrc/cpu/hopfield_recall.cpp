@@ -12,8 +12,9 @@
 // vector compare, and a flip moves the cue's field row (4 KB at N = 1024, in L1) at once;
 // the sixteen cues of a block walk the sites in step, 64 at a time, so the W rows of
 // their flips are shared through L2.
-// Convergence then costs n/16 compares per cue and sweep. The first GEMM is the floor: the
-// first sweep needs every field of every cue.
+// Convergence then costs n/16 compares per cue and sweep. The first fields are the floor
+// (the first sweep needs every field of every cue): they come from the spin table
+// (spin_table.h, n^2/4 signed adds per cue instead of a GEMM's n^2 multiply-adds).
 #include <algorithm>
 #include "common/philox.h"
 #include "cpu/kernels.h"
@@ -21,6 +22,7 @@
 #include "cpu/scratch.h"
 #include "cpu/simd.h"
 #include "cpu/spin_block.h"
+#include "cpu/spin_table.h"
 
 namespace ebm::cpu {
 
@@ -187,15 +189,26 @@ EBM_CLONES void recall_block_random(const IsingView& P, float* S, float* F, int 
 
 }  // namespace
 
+// Calls with fewer cues than this take one sgemm per tile for the first fields: building
+// the table costs ~2 n^2 writes, about the GEMM of a few cues.
+constexpr int64_t kTableMinCues = 64;
+
 void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sweeps,
-                     bool random_order, const RngView& rng, int32_t* sweeps, uint8_t* converged) {
+                     bool random_order, const RngView& rng, int32_t* sweeps, uint8_t* converged,
+                     const float* table) {
   const int64_t n = P.n;
   auto* run = random_order ? &recall_block_random : &recall_block_sequential;
+  const SpinTableShape shape = spin_table_shape(n);
+  if (!table && cues >= kTableMinCues) {
+    float* T = scratch<float>(kSlotSpinTable, static_cast<size_t>(shape.floats()));
+    build_spin_table(P.J, shape, T);
+    table = T;
+  }
   // Tiles of kTileCues cues, one per task: the tile's spins as floats, its first fields
-  // from one sgemm (a 128-row GEMM packs W once per 128 cues, not per 16), then its blocks
-  // recalled while the tile is still in cache. The GEMM output rows are already the blocks'
-  // lane-major fields and the float spins stay the blocks' spins (no transposes in or out).
-  // Rows padded to a whole block hold zero spins, which never flip.
+  // (from the table, or one sgemm: a 128-row GEMM packs W once per 128 cues, not per 16),
+  // then its blocks recalled while the tile is still in cache. The field rows are already
+  // the blocks' lane-major fields and the float spins stay the blocks' spins (no
+  // transposes in or out). Rows padded to a whole block hold zero spins, which never flip.
   constexpr int64_t kTileCues = 128;
   const int64_t n_tiles = ceil_div(cues, kTileCues);
 #pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1)
@@ -207,9 +220,16 @@ void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sw
     float* F = scratch<float>(kSlotRecallFields, static_cast<size_t>(padded * n));
     for (int64_t r = 0; r < padded; ++r)
       for (int64_t i = 0; i < n; ++i) Sf[r * n + i] = r < rows ? S[(r0 + r) * n + i] : 0.0f;
-    gemm_block(false, padded, n, n, 1.0f, Sf, n, P.J, n, F, n);
-    for (int64_t r = 0; r < padded; ++r)
-      for (int64_t j = 0; j < n; ++j) F[r * n + j] += P.h[j];
+    if (table) {
+      int32_t* picks = scratch<int32_t>(kSlotRecallPicks, static_cast<size_t>(rows * shape.groups));
+      spin_fields(table, shape, P.h, S + r0 * n, rows, F, n, picks);
+      for (int64_t r = rows; r < padded; ++r)
+        for (int64_t j = 0; j < n; ++j) F[r * n + j] = P.h[j];
+    } else {
+      gemm_block(false, padded, n, n, 1.0f, Sf, n, P.J, n, F, n);
+      for (int64_t r = 0; r < padded; ++r)
+        for (int64_t j = 0; j < n; ++j) F[r * n + j] += P.h[j];
+    }
     for (int64_t blk = 0; blk < padded / kLanes; ++blk) {
       const int64_t c0 = r0 + blk * kLanes;
       const int lanes = static_cast<int>(std::min<int64_t>(kLanes, cues - c0));

@@ -192,8 +192,12 @@ bool bm_step(const BmModel& M, const BmBatch& batch, const BmSchedule& sch, cons
 // of sweep t going to site floor(u n) with u = unit k of kStreamProposal at (chain_offset +
 // cue, rng.step + t). Before each sweep, cues at a fixed point stop: sweeps [cues] (w) =
 // sweeps run before the fixed point (max_sweeps if none), converged [cues] (w) 1 or 0.
+// The first fields come from spin_fields (spin_table.h) with `table` (built from P.J by
+// build_spin_table; null: built here when the call has enough cues to repay it, else one
+// sgemm per tile).
 void hopfield_recall(const IsingView& P, int8_t* S, int64_t cues, int64_t max_sweeps,
-                     bool random_order, const RngView& rng, int32_t* sweeps, uint8_t* converged);
+                     bool random_order, const RngView& rng, int32_t* sweeps, uint8_t* converged,
+                     const float* table = nullptr);
 
 // --- 2-D lattice (ising_lattice.cpp)
 // Checkerboard sweeps of S [chains, L, L] (+-1 int8, in place, L even) for E = -J sum_<ij>

@@ -41,6 +41,8 @@ enum Slot : int {
   kSlotLatticeRow,     // ising_lattice: a neighbour row with its periodic ends
   kSlotRecallSpins,    // hopfield_recall: a tile of cues as floats (per OpenMP thread)
   kSlotRecallFields,   // hopfield_recall: their fields, lane-major blocks
+  kSlotRecallPicks,    // hopfield_recall: the tile's spin-table picks (per OpenMP thread)
+  kSlotSpinTable,      // hopfield_recall: the spin table of J built by the call (shared)
   kSlotBmCouplings,    // bm_step: J and h of the Ising form (float32, shared)
   kSlotBmBase,         // bm_step: h + J s over the clamped units, one block (per OpenMP thread)
   kSlotBmMasks,        // bm_step: the final states as bit masks, 16 chains per uint16 (shared)

@@ -69,6 +69,11 @@ def _energies(W: np.ndarray, b: np.ndarray, Y8: np.ndarray) -> np.ndarray:
     return out
 
 
+# csrc/cpu/hopfield_recall.cpp: cues per task (kTileCues); see Hopfield._recall_cpu.
+_RECALL_TILE = 128
+_RECALL_TILES_PER_THREAD = 4
+
+
 @dataclass
 class HopfieldSample:
     """What ``Hopfield.sample`` / ``anneal`` return: final ``states`` (m, n) int8, their
@@ -401,21 +406,28 @@ class Hopfield:
         return RecallResult(S, sweeps, conv, cycled, self._W, self._b)
 
     def _recall_cpu(self, S, max_sweeps, random_order, seed, step):
-        """The async recall kernel over blocks of cues (multiples of its 16-lane block, about
-        _interrupt.CHUNK_WORK operations each: the first fields' GEMM and a few sweeps'
-        flips, ~4 n^2 per cue): Ctrl-C is honoured between blocks. Each cue is recalled by
-        itself and draws Philox chain c whatever the block, so the cut changes nothing
-        (tests/test_interrupt.py checks it)."""
+        """The async recall kernel over blocks of cues: Ctrl-C is honoured between blocks.
+        Each cue is recalled by itself and draws Philox chain c whatever the block, so the
+        cut changes nothing (tests/test_interrupt.py checks it).
+
+        A block is whole kernel tiles (_RECALL_TILE cues, one task each), at least
+        _RECALL_TILES_PER_THREAD of them per thread: smaller blocks leave threads idle and
+        shrink the first-field GEMMs (16-cue blocks ran 2.4x slower). The work per cue is
+        the GEMM row, n^2 multiply-adds, which the kernel does at ~1e11/s on two cores, so
+        a block of 1024 cues at n = 1024 takes ~13 ms."""
         m, n = S.shape
-        block = chunk_size(4.0 * n * n, m, multiple=16)
-        if block >= m:
+        tiles = _RECALL_TILE * _RECALL_TILES_PER_THREAD * _core.get_num_threads()
+        block = chunk_size(float(n) * n / 10.0, m, multiple=_RECALL_TILE, minimum=tiles)
+        if block >= m:  # one call: the kernel builds the table itself when it pays
             return _core.hopfield_recall(self._W, self._b, S, max_sweeps, random_order, seed, step)
+        # The first fields' spin table, built once for all the blocks.
+        table = _core.spin_table(self._W)
         sweeps = np.empty(m, np.int32)
         conv = np.empty(m, np.uint8)
         for c0 in range(0, m, block):
             part = S[c0:c0 + block]  # contiguous rows: the kernel writes them in place
             sweeps[c0:c0 + block], conv[c0:c0 + block] = _core.hopfield_recall(
-                self._W, self._b, part, max_sweeps, random_order, seed, step, c0)
+                self._W, self._b, part, max_sweeps, random_order, seed, step, c0, table)
         return sweeps, conv
 
     def _recall_sync(self, S, max_sweeps):
