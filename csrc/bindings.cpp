@@ -112,6 +112,188 @@ F32 new_f32(int64_t rows, int64_t cols) { return F32({rows, cols}); }
 
 }  // namespace
 
+// One Boltzmann-machine update (bm_step), or with batch_size > 0 a sequence of them
+// (bm_steps). Returns (updates accepted, the output set holding the last accepted state:
+// 0 = the *_out arrays, 1 = spare, -1 = none).
+std::pair<int64_t, int> bm_call(F64 W, F64 b, F64 vW, F64 vb, U8 data, I64 rows,
+                                std::optional<F64> chains, uint64_t seed, int64_t clamped_step,
+                                int clamped_sweeps, int64_t free_step, int free_sweeps,
+                                int64_t restart_chain_offset, std::optional<py::tuple> hyper,
+                                F64 W_out, F64 b_out, std::optional<F64> vW_out,
+                                std::optional<F64> vb_out, std::optional<F64> chains_out,
+                                std::optional<I8> clamped_out, std::optional<I8> free_out,
+                                int64_t batch_size, std::optional<py::tuple> spare) {
+  require(W.ndim() == 2 && W.shape(0) == W.shape(1) && W.shape(0) >= 1,
+      "W must be a square (n, n) array with n >= 1");
+  const int64_t n = W.shape(0);
+  auto vec = [&](const F64& a, const char* name) {
+    require(a.ndim() == 1 && a.shape(0) == n, std::string(name) + " must have shape (n,)");
+  };
+  auto mat = [&](const F64& a, const char* name, int64_t r) {
+    require(a.ndim() == 2 && a.shape(0) == r && a.shape(1) == n,
+        std::string(name) + " must have shape (" + std::to_string(r) + ", n)");
+  };
+  vec(b, "b");
+  require(data.ndim() == 2 && data.shape(1) >= 1 && data.shape(1) <= n,
+      "data must have shape (rows, n_observed) with 1 <= n_observed <= n");
+  const int64_t n_obs = data.shape(1);
+  require(rows.ndim() == 1 && rows.shape(0) >= 1, "rows must be a non-empty 1-D array");
+  const int64_t n_rows = rows.shape(0);
+  for (int64_t r = 0; r < n_rows; ++r)
+    require(rows.data()[r] >= 0 && rows.data()[r] < data.shape(0), "rows must index data");
+  require(clamped_sweeps >= 0 && free_sweeps >= 1, "clamped_sweeps >= 0 and free_sweeps >= 1");
+  require(clamped_sweeps == 0 || n_obs < n, "clamped sweeps need hidden units");
+  ebm::cpu::BmSchedule sch;
+  sch.seed = seed;
+  sch.clamped_step = check_u32(clamped_step, "clamped_step");
+  check_u32(clamped_step + clamped_sweeps, "clamped_step + clamped_sweeps");
+  sch.clamped_sweeps = clamped_sweeps;
+  sch.free_step = check_u32(free_step, "free_step");
+  check_u32(free_step + free_sweeps, "free_step + free_sweeps");
+  sch.free_sweeps = free_sweeps;
+  sch.restart_chain_offset = check_u32(restart_chain_offset, "restart_chain_offset");
+  const int64_t n_chains = chains ? chains->shape(0) : 0;
+  const int64_t n_free = chains ? n_chains : n_rows;
+  check_u32(std::max(n_rows, n_free) - 1, "chains - 1");
+  if (!chains) check_u32(restart_chain_offset + n_rows - 1, "restart_chain_offset + rows - 1");
+  ebm::cpu::BmModel M;
+  M.n = n;
+  M.W = W.data();
+  M.b = b.data();
+  ebm::cpu::BmBatch batch;
+  batch.n_observed = n_obs;
+  batch.data = data.data();
+  batch.rows = rows.data();
+  batch.n_rows = n_rows;
+  auto writable = [](auto& a, const char* name) {
+    require(a.writeable(), std::string(name) + " must be writeable");
+    return a.mutable_data();
+  };
+  if (chains) {
+    require(chains->ndim() == 2 && chains->shape(0) >= 1, "chains must have shape (n_chains, n)");
+    mat(*chains, "chains", n_chains);
+    batch.chains = chains->data();
+    batch.n_chains = n_chains;
+    if (chains_out) {
+      mat(*chains_out, "chains_out", n_chains);
+      batch.chains_out = writable(*chains_out, "chains_out");
+    }
+  }
+  if (clamped_out) {
+    require(clamped_out->ndim() == 2 && clamped_out->shape(0) == n_rows && clamped_out->shape(1) == n,
+        "clamped_out must have shape (rows, n)");
+    batch.clamped_out = writable(*clamped_out, "clamped_out");
+  }
+  if (free_out) {
+    require(free_out->ndim() == 2 && free_out->shape(0) == n_free && free_out->shape(1) == n,
+        "free_out must have shape (free chains, n)");
+    batch.free_out = writable(*free_out, "free_out");
+  }
+  mat(W_out, "W_out", n);
+  vec(b_out, "b_out");
+  ebm::cpu::BmOut out;
+  out.W = writable(W_out, "W_out");
+  out.b = writable(b_out, "b_out");
+  ebm::cpu::BmHyper hp;
+  if (hyper) {
+    require(hyper->size() == 4, "hyper must be (learning_rate, momentum, weight_decay, symmetric)");
+    hp.learning_rate = (*hyper)[0].cast<double>();
+    hp.momentum = (*hyper)[1].cast<double>();
+    hp.weight_decay = (*hyper)[2].cast<double>();
+    hp.symmetric = (*hyper)[3].cast<bool>();
+    // symmetric is a promise that W = W^T and vW = vW^T (bm.py checks both once per
+    // fit; updates keep them so)
+    mat(vW, "vW", n);
+    vec(vb, "vb");
+    M.vW = vW.data();
+    M.vb = vb.data();
+    require(vW_out && vb_out, "the update needs vW_out and vb_out");
+    mat(*vW_out, "vW_out", n);
+    vec(*vb_out, "vb_out");
+    out.vW = writable(*vW_out, "vW_out");
+    out.vb = writable(*vb_out, "vb_out");
+  }
+  // Outputs never alias inputs (a rejected update must leave the inputs as they were).
+  const void* ins[] = {W.data(), b.data(), vW.data(), vb.data(), chains ? chains->data() : nullptr};
+  const void* outs[] = {out.W, out.b, out.vW, out.vb, batch.chains_out};
+  for (const void* o : outs)
+      for (const void* i : ins) require(o == nullptr || o != i, "outputs must not share memory with inputs");
+  if (batch_size <= 0) {
+    bool ok;
+    {
+      py::gil_scoped_release nogil;
+      ok = ebm::cpu::bm_step(M, batch, sch, hyper ? &hp : nullptr, out);
+    }
+    return std::pair<int64_t, int>(ok ? 1 : 0, ok ? 0 : -1);
+  }
+  // Several mini-batches of `batch_size` consecutive entries of rows, each one update
+  // reading the state the previous one wrote: set 0 = the *_out arrays, set 1 =
+  // spare, used in turn (batch k writes set k % 2), so the inputs are never written
+  // and a rejected update still leaves the last accepted state in the other set.
+  require(hyper.has_value() && spare.has_value() && spare->size() == 5,
+      "several batches need hyper and spare = (W, b, vW, vb, chains or None)");
+  require(!clamped_out && !free_out, "clamped_out / free_out take one batch");
+  // exactly float64 C arrays: a cast would convert into a copy, and the writes would be lost
+  auto spare_array = [&](int k) {
+    require(py::isinstance<F64>((*spare)[k]), "spare arrays must be C-contiguous float64");
+    return (*spare)[k].cast<F64>();
+  };
+  F64 sW = spare_array(0), sb = spare_array(1), svW = spare_array(2), svb = spare_array(3);
+  mat(sW, "spare W", n);
+  vec(sb, "spare b");
+  mat(svW, "spare vW", n);
+  vec(svb, "spare vb");
+  ebm::cpu::BmOut out2;
+  out2.W = writable(sW, "spare W");
+  out2.b = writable(sb, "spare b");
+  out2.vW = writable(svW, "spare vW");
+  out2.vb = writable(svb, "spare vb");
+  double* chains2 = nullptr;
+  std::optional<F64> sch2;
+  if (chains) {
+    require(!(*spare)[4].is_none() && batch.chains_out != nullptr,
+        "persistent chains need chains_out and a spare chains array");
+    sch2 = spare_array(4);
+    mat(*sch2, "spare chains", n_chains);
+    chains2 = writable(*sch2, "spare chains");
+  }
+  const void* outs2[] = {out2.W, out2.b, out2.vW, out2.vb, chains2};
+  for (const void* o : outs2)
+      for (const void* i : ins) require(o == nullptr || o != i, "outputs must not share memory with inputs");
+  for (const void* o : outs2)
+      for (const void* p : outs) require(o == nullptr || o != p, "spare must not share memory with the outputs");
+  const int64_t n_batches = (n_rows + batch_size - 1) / batch_size;
+  const int64_t per_batch = static_cast<int64_t>(clamped_sweeps) + free_sweeps;
+  require(free_step == clamped_step + clamped_sweeps, "free_step must be clamped_step + clamped_sweeps");
+  check_u32(clamped_step + n_batches * per_batch, "the step after the last batch");
+  if (!chains) check_u32(restart_chain_offset + batch_size - 1, "restart_chain_offset + batch_size - 1");
+  const ebm::cpu::BmOut sets[2] = {out, out2};
+  double* chain_sets[2] = {batch.chains_out, chains2};
+  int64_t done = 0;
+  {
+    py::gil_scoped_release nogil;
+    ebm::cpu::BmModel Mk = M;
+    ebm::cpu::BmBatch bk = batch;
+    ebm::cpu::BmSchedule sk = sch;
+    for (; done < n_batches; ++done) {
+      const int64_t r0 = done * batch_size;
+      bk.rows = batch.rows + r0;
+      bk.n_rows = std::min(batch_size, n_rows - r0);
+      sk.clamped_step = static_cast<uint32_t>(clamped_step + done * per_batch);
+      sk.free_step = sk.clamped_step + static_cast<uint32_t>(clamped_sweeps);
+      bk.chains_out = chain_sets[done % 2];
+      if (!ebm::cpu::bm_step(Mk, bk, sk, &hp, sets[done % 2])) break;
+      const ebm::cpu::BmOut& w = sets[done % 2];  // the next batch reads this one's state
+      Mk.W = w.W;
+      Mk.b = w.b;
+      Mk.vW = w.vW;
+      Mk.vb = w.vb;
+      if (chains) bk.chains = chain_sets[done % 2];
+    }
+  }
+  return std::pair<int64_t, int>(done, done == 0 ? -1 : static_cast<int>((done - 1) % 2));
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "ebmfast compiled kernels (CPU: C++/OpenMP + BLAS; CUDA when built with it)";
 
@@ -934,107 +1116,9 @@ PYBIND11_MODULE(_core, m) {
            int free_sweeps, int64_t restart_chain_offset, std::optional<py::tuple> hyper,
            F64 W_out, F64 b_out, std::optional<F64> vW_out, std::optional<F64> vb_out,
            std::optional<F64> chains_out, std::optional<I8> clamped_out, std::optional<I8> free_out) {
-          require(W.ndim() == 2 && W.shape(0) == W.shape(1) && W.shape(0) >= 1,
-                  "W must be a square (n, n) array with n >= 1");
-          const int64_t n = W.shape(0);
-          auto vec = [&](const F64& a, const char* name) {
-            require(a.ndim() == 1 && a.shape(0) == n, std::string(name) + " must have shape (n,)");
-          };
-          auto mat = [&](const F64& a, const char* name, int64_t r) {
-            require(a.ndim() == 2 && a.shape(0) == r && a.shape(1) == n,
-                    std::string(name) + " must have shape (" + std::to_string(r) + ", n)");
-          };
-          vec(b, "b");
-          require(data.ndim() == 2 && data.shape(1) >= 1 && data.shape(1) <= n,
-                  "data must have shape (rows, n_observed) with 1 <= n_observed <= n");
-          const int64_t n_obs = data.shape(1);
-          require(rows.ndim() == 1 && rows.shape(0) >= 1, "rows must be a non-empty 1-D array");
-          const int64_t n_rows = rows.shape(0);
-          for (int64_t r = 0; r < n_rows; ++r)
-            require(rows.data()[r] >= 0 && rows.data()[r] < data.shape(0), "rows must index data");
-          require(clamped_sweeps >= 0 && free_sweeps >= 1, "clamped_sweeps >= 0 and free_sweeps >= 1");
-          require(clamped_sweeps == 0 || n_obs < n, "clamped sweeps need hidden units");
-          ebm::cpu::BmSchedule sch;
-          sch.seed = seed;
-          sch.clamped_step = check_u32(clamped_step, "clamped_step");
-          check_u32(clamped_step + clamped_sweeps, "clamped_step + clamped_sweeps");
-          sch.clamped_sweeps = clamped_sweeps;
-          sch.free_step = check_u32(free_step, "free_step");
-          check_u32(free_step + free_sweeps, "free_step + free_sweeps");
-          sch.free_sweeps = free_sweeps;
-          sch.restart_chain_offset = check_u32(restart_chain_offset, "restart_chain_offset");
-          const int64_t n_chains = chains ? chains->shape(0) : 0;
-          const int64_t n_free = chains ? n_chains : n_rows;
-          check_u32(std::max(n_rows, n_free) - 1, "chains - 1");
-          if (!chains) check_u32(restart_chain_offset + n_rows - 1, "restart_chain_offset + rows - 1");
-          ebm::cpu::BmModel M;
-          M.n = n;
-          M.W = W.data();
-          M.b = b.data();
-          ebm::cpu::BmBatch batch;
-          batch.n_observed = n_obs;
-          batch.data = data.data();
-          batch.rows = rows.data();
-          batch.n_rows = n_rows;
-          auto writable = [](auto& a, const char* name) {
-            require(a.writeable(), std::string(name) + " must be writeable");
-            return a.mutable_data();
-          };
-          if (chains) {
-            require(chains->ndim() == 2 && chains->shape(0) >= 1, "chains must have shape (n_chains, n)");
-            mat(*chains, "chains", n_chains);
-            batch.chains = chains->data();
-            batch.n_chains = n_chains;
-            if (chains_out) {
-              mat(*chains_out, "chains_out", n_chains);
-              batch.chains_out = writable(*chains_out, "chains_out");
-            }
-          }
-          if (clamped_out) {
-            require(clamped_out->ndim() == 2 && clamped_out->shape(0) == n_rows && clamped_out->shape(1) == n,
-                    "clamped_out must have shape (rows, n)");
-            batch.clamped_out = writable(*clamped_out, "clamped_out");
-          }
-          if (free_out) {
-            require(free_out->ndim() == 2 && free_out->shape(0) == n_free && free_out->shape(1) == n,
-                    "free_out must have shape (free chains, n)");
-            batch.free_out = writable(*free_out, "free_out");
-          }
-          mat(W_out, "W_out", n);
-          vec(b_out, "b_out");
-          ebm::cpu::BmOut out;
-          out.W = writable(W_out, "W_out");
-          out.b = writable(b_out, "b_out");
-          ebm::cpu::BmHyper hp;
-          if (hyper) {
-            require(hyper->size() == 4, "hyper must be (learning_rate, momentum, weight_decay, symmetric)");
-            hp.learning_rate = (*hyper)[0].cast<double>();
-            hp.momentum = (*hyper)[1].cast<double>();
-            hp.weight_decay = (*hyper)[2].cast<double>();
-            hp.symmetric = (*hyper)[3].cast<bool>();
-            // symmetric is a promise that W = W^T and vW = vW^T (bm.py checks both once per
-            // fit; updates keep them so)
-            mat(vW, "vW", n);
-            vec(vb, "vb");
-            M.vW = vW.data();
-            M.vb = vb.data();
-            require(vW_out && vb_out, "the update needs vW_out and vb_out");
-            mat(*vW_out, "vW_out", n);
-            vec(*vb_out, "vb_out");
-            out.vW = writable(*vW_out, "vW_out");
-            out.vb = writable(*vb_out, "vb_out");
-          }
-          // Outputs never alias inputs (a rejected update must leave the inputs as they were).
-          const void* ins[] = {W.data(), b.data(), vW.data(), vb.data(), chains ? chains->data() : nullptr};
-          const void* outs[] = {out.W, out.b, out.vW, out.vb, batch.chains_out};
-          for (const void* o : outs)
-            for (const void* i : ins) require(o == nullptr || o != i, "outputs must not share memory with inputs");
-          bool ok;
-          {
-            py::gil_scoped_release nogil;
-            ok = ebm::cpu::bm_step(M, batch, sch, hyper ? &hp : nullptr, out);
-          }
-          return ok;
+          return bm_call(W, b, vW, vb, data, rows, chains, seed, clamped_step, clamped_sweeps,
+                         free_step, free_sweeps, restart_chain_offset, hyper, W_out, b_out, vW_out,
+                         vb_out, chains_out, clamped_out, free_out, 0, std::nullopt).first == 1;
         },
         py::arg("W"), py::arg("b"), py::arg("vW"), py::arg("vb"), py::arg("data"), py::arg("rows"),
         py::arg("chains"), py::arg("seed"), py::arg("clamped_step"), py::arg("clamped_sweeps"),
@@ -1048,6 +1132,33 @@ PYBIND11_MODULE(_core, m) {
         "symmetric: W and vW are symmetric), "
         "or None: W_out, b_out receive the gradient. Returns False when the update was "
         "rejected (non-finite or too large parameters).");
+  m.def("bm_steps",
+        [](F64 W, F64 b, F64 vW, F64 vb, U8 data, I64 order, int64_t batch_size,
+           std::optional<F64> chains, uint64_t seed, int64_t step, int clamped_sweeps,
+           int free_sweeps, int64_t restart_chain_offset, py::tuple hyper, py::tuple out,
+           py::tuple spare) {
+          require(batch_size >= 1, "batch_size must be >= 1");
+          require(out.size() == 5, "out must be (W, b, vW, vb, chains or None)");
+          auto arr = [&](int k) -> F64 {
+            require(py::isinstance<F64>(out[k]), "out arrays must be C-contiguous float64");
+            return out[k].cast<F64>();
+          };
+          std::optional<F64> chains_out;
+          if (!out[4].is_none()) chains_out = arr(4);
+          return bm_call(W, b, vW, vb, data, order, chains, seed, step, clamped_sweeps,
+                         step + clamped_sweeps, free_sweeps, restart_chain_offset, hyper, arr(0),
+                         arr(1), arr(2), arr(3), chains_out, std::nullopt, std::nullopt, batch_size,
+                         spare);
+        },
+        py::arg("W"), py::arg("b"), py::arg("vW"), py::arg("vb"), py::arg("data"), py::arg("order"),
+        py::arg("batch_size"), py::arg("chains"), py::arg("seed"), py::arg("step"),
+        py::arg("clamped_sweeps"), py::arg("free_sweeps"), py::arg("restart_chain_offset"),
+        py::arg("hyper"), py::arg("out"), py::arg("spare"),
+        "The updates of consecutive mini-batches order[k*batch_size:(k+1)*batch_size] in one "
+        "call, as bm_step one after another (batch k at Philox step step + k (clamped_sweeps "
+        "+ free_sweeps)). out and spare = (W, b, vW, vb, chains or None) take the states in "
+        "turn; the inputs are never written. Returns (updates accepted, 0 if the last accepted "
+        "state is in out, 1 if in spare, -1 if none was): it stops at the first rejected one.");
   m.def("gram",
         [](F32 Y) {
           require(Y.ndim() == 2, "Y must be 2-D");

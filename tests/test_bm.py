@@ -303,3 +303,68 @@ def test_fused_step_rejects_bad_arguments():
         m = ef.BoltzmannMachine(3, 2)
         m.W = np.zeros((4, 4))
         m.fit(np.zeros((2, 3)))
+
+
+def _fit_state(m):
+    return (m.W, m.b, m._vW, m._vb, m.chains_, m.step_)
+
+
+@pytest.mark.parametrize("method", ["pcd", "restart"])
+def test_fit_in_chunks_of_batches_equals_batch_by_batch(monkeypatch, method):
+    """fit hands the kernel whole runs of mini-batches (_core.bm_steps); one batch per call
+    gives the same states bit for bit (37 rows: a partial last batch; two epochs)."""
+    rng = np.random.default_rng(11)
+    X = (rng.random((37, 9)) < 0.4).astype(float)
+    y = rng.integers(0, 3, 37)
+    kw = dict(n_labels=3, seed=4, method=method, n_chains=19, batch_size=8, epochs=2,
+              clamped_sweeps=2, free_sweeps=2, learning_rate=0.2, momentum=0.5, weight_decay=1e-3)
+    whole = ef.BoltzmannMachine(9, 5, **kw).fit(X, y)
+    calls = []
+    core_steps = ef.bm._core.bm_steps
+    monkeypatch.setattr(ef.bm._core, "bm_steps", lambda *a: calls.append(a[5].size) or core_steps(*a))
+    monkeypatch.setattr(ef.BoltzmannMachine, "_batches_per_call", lambda self, n: 1)
+    single = ef.BoltzmannMachine(9, 5, **kw).fit(X, y)
+    assert calls == [8, 8, 8, 8, 5] * 2
+    for a, b in zip(_fit_state(whole), _fit_state(single)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_diverging_batch_keeps_the_state_of_the_batches_before_it(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = (rng.random((37, 6)) < 0.5).astype(float)
+    kw = dict(seed=1, batch_size=5, momentum=0.9, learning_rate=2e35, epochs=1)
+    states = []
+    for per_call in (None, 1, 3):
+        if per_call is not None:
+            monkeypatch.setattr(ef.BoltzmannMachine, "_batches_per_call", lambda self, n: per_call)
+        m = ef.BoltzmannMachine(6, 4, **kw)
+        with pytest.raises(FloatingPointError, match="epoch 1.*learning_rate"):
+            m.fit(X)
+        assert np.isfinite(m.W).all() and np.abs(m.W).max() > 1e34  # some updates were taken
+        assert 0 < m.step_ < 1 + 8 * 6 and m.epochs_trained_ == 0
+        states.append(_fit_state(m))
+    for other in states[1:]:
+        for a, b in zip(states[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_bm_steps_rejects_bad_arguments():
+    from ebmfast import _core
+    n = 5
+    W, b = np.zeros((n, n)), np.zeros(n)
+    D = np.zeros((4, 3), np.uint8)
+    hyper = (0.1, 0.5, 0.0, True)
+    new = lambda: (np.empty((n, n)), np.empty(n), np.empty((n, n)), np.empty(n), None)  # noqa: E731
+    args = (W, b, W, b, D, np.arange(4), 2, None, 1, 0, 1, 1, 2**20, hyper)
+    assert _core.bm_steps(*args, new(), new()) == (2, 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        _core.bm_steps(*args[:6], 0, *args[7:], new(), new())
+    o = new()
+    with pytest.raises(ValueError, match="spare must not share memory"):
+        _core.bm_steps(*args, o, o)
+    with pytest.raises(ValueError, match="must not share memory with inputs"):
+        _core.bm_steps(*args, new(), (W, b, np.empty((n, n)), np.empty(n), None))
+    with pytest.raises(ValueError, match="float64"):
+        _core.bm_steps(*args, new(), (np.empty((n, n), np.float32),) + new()[1:])
+    with pytest.raises(ValueError, match="chains"):  # persistent chains need both chain arrays
+        _core.bm_steps(*args[:7], np.zeros((3, n)), *args[8:], new(), new())

@@ -142,14 +142,14 @@ class BoltzmannMachine:
 
     # ------------------------------------------------------------------ data
 
-    def _data(self, X, y=None) -> np.ndarray:
-        """(rows, n_observed) {0,1} observed units from X and, with labels, y (class ids)."""
+    def _data(self, X, y=None, dtype=np.float64) -> np.ndarray:
+        """(rows, n_observed) {0,1} observed units from X and, with labels, y (class ids),
+        as ``dtype`` (the fused kernel reads uint8)."""
         X, _ = check_units(X, "X", self.n_visible, binary=True)
-        X = X.astype(np.float64)
         if self.n_labels == 0:
             if y is not None:
                 raise ValueError("y given but the model has no label units (n_labels=0)")
-            return X
+            return np.ascontiguousarray(X, dtype=dtype)
         if y is None:
             raise ValueError(f"y is required: the model has {self.n_labels} label units")
         y = np.asarray(y)
@@ -157,9 +157,10 @@ class BoltzmannMachine:
             raise ValueError(f"y must be integer class ids of shape ({X.shape[0]},), got {y.dtype} {y.shape}")
         if y.size and (y.min() < 0 or y.max() >= self.n_labels):
             raise ValueError(f"y must lie in [0, {self.n_labels}), got range [{y.min()}, {y.max()}]")
-        onehot = np.zeros((X.shape[0], self.n_labels))
-        onehot[np.arange(X.shape[0]), y] = 1.0
-        return np.hstack([X, onehot])
+        D = np.zeros((X.shape[0], self.n_observed), dtype)
+        D[:, :self.n_visible] = X
+        D[np.arange(X.shape[0]), self.n_visible + y] = 1
+        return D
 
     # ------------------------------------------------------------------ training
 
@@ -264,6 +265,52 @@ class BoltzmannMachine:
             self.chains_ = out[4]
         self.step_ = free_step + self.free_sweeps
 
+    def _fused_steps(self, data: np.ndarray, order: np.ndarray, sets: list, state: int | None,
+                     symmetric: bool) -> int | None:
+        """The updates of the mini-batches order[k*batch_size:(k+1)*batch_size] in one kernel
+        call (_core.bm_steps: each batch as _fused_step, the next reading what it wrote).
+        sets: three (W, b, vW, vb, chains) output sets owned by fit; ``state`` is the one
+        holding the model's arrays (None: the model's own), and the call writes the other
+        two in turn, never the inputs. Accepted updates are committed (parameters, chains,
+        step counter); a rejected one raises FloatingPointError after the commit of those
+        before it. Returns the set now holding the model's state."""
+        cs = self.clamped_sweeps if self.n_hidden else 0
+        per_batch = cs + self.free_sweeps
+        n_batches = -(-order.size // self.batch_size)
+        step0 = self.step_
+        check_steps(step0, n_batches * per_batch, "n_sweeps")
+        chains = None
+        if self.method == "pcd":
+            chains = self.chains_
+            if chains is None:
+                chains = self._random_states(self.n_chains, chain_offset=2**21, step=step0 + cs)
+            chains = np.ascontiguousarray(chains, dtype=np.float64)
+        W, b, vW, vb = self._parameters()
+        out, spare = [k for k in range(3) if k != state][:2]
+        hyper = (self.learning_rate, self.momentum, self.weight_decay, symmetric)
+        done, where = _core.bm_steps(W, b, vW, vb, data, order, self.batch_size, chains, self.seed_,
+                                     step0, cs, self.free_sweeps, 2**20, hyper, sets[out], sets[spare])
+        if done:  # the commit: no call between these assignments
+            state = out if where == 0 else spare
+            self.W, self.b, self._vW, self._vb = sets[state][:4]
+            if chains is not None:
+                self.chains_ = sets[state][4]
+            self.step_ = step0 + done * per_batch
+        if done < n_batches:
+            raise FloatingPointError("the update produced non-finite parameters and was "
+                                     f"discarded; lower learning_rate (now {self.learning_rate}) "
+                                     f"or momentum (now {self.momentum})")
+        return state
+
+    def _batches_per_call(self, n_batches: int) -> int:
+        """Mini-batches per bm_steps call: about _interrupt.CHUNK_WORK 16-lane multiply-adds
+        (the kernel's vector operations: ~1e10/s on two cores, so ~10 ms), Ctrl-C between."""
+        n, blocks = self.n_units, lambda rows: -(-rows // 16)
+        free_rows = self.n_chains if self.method == "pcd" else self.batch_size
+        work = (blocks(self.batch_size) * self.clamped_sweeps * self.n_hidden * n
+                + blocks(free_rows) * self.free_sweeps * n * n)
+        return chunk_size(work, n_batches)
+
     def _update(self, D: np.ndarray) -> None:
         """One update; a diverging one raises FloatingPointError and leaves the model (step
         counter and persistent chains included) as it was."""
@@ -313,22 +360,26 @@ class BoltzmannMachine:
                 raise ValueError(f"resume: {resume!r} holds a BoltzmannMachine with (n_visible, "
                                  f"n_labels, n_hidden) = {sizes}, this one has "
                                  f"{(self.n_visible, self.n_labels, self.n_hidden)}")
-        D = self._data(X, y)
-        data_id = _checkpoint.fingerprint(D) if (ck.path or model is not self) else None
+        fused = self.device == "cpu"
+        D = self._data(X, y) if (ck.path or model is not self or not fused) else None
+        data_id = _checkpoint.fingerprint(D) if D is not None else None
         if model is not self:
             _checkpoint.check_same_data(resume, fit_meta, data_id)
             _checkpoint.adopt(self, model, keep=("progress",))
         target = fit_meta["target"] if fit_meta is not None else self.epochs_trained_ + self.epochs
-        n = D.shape[0]
-        fused = self.device == "cpu"
         if fused:
-            data = np.ascontiguousarray(D, dtype=np.uint8)
-            # Two sets of output arrays owned by this call, used in turn: an update reads one
-            # and writes the other, so arrays the caller handed in (or holds from an earlier
-            # fit) are never written.
-            m, k, symmetric = self.n_units, 0, self._symmetric()
-            bufs = [(np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m),
-                     self._chains_buffer()) for _ in range(2)]
+            data = self._data(X, y, dtype=np.uint8)
+            n = data.shape[0]
+            # Three sets of output arrays owned by this call: a kernel call reads the one
+            # holding the model's state and writes the other two in turn, so arrays the
+            # caller handed in (or holds from an earlier fit) are never written.
+            m, state, symmetric = self.n_units, None, self._symmetric()
+            sets = [(np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m),
+                     self._chains_buffer()) for _ in range(3)]
+            n_batches = -(-n // self.batch_size)
+            per_call = self._batches_per_call(n_batches) * self.batch_size
+        else:
+            n = D.shape[0]
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -338,12 +389,11 @@ class BoltzmannMachine:
                 t0 = time.perf_counter()
                 keys = _core.philox_uniforms(self.seed_, STREAM_SHUFFLE, self.epochs_trained_ % 2**32, 1, n)[0]
                 order = np.argsort(keys, kind="stable")
-                for start in range(0, n, self.batch_size):
+                for start in range(0, n, per_call if fused else self.batch_size):
                     try:
                         if fused:
-                            self._fused_step(data, order[start:start + self.batch_size], bufs[k],
-                                             symmetric=symmetric)
-                            k ^= 1
+                            state = self._fused_steps(data, order[start:start + per_call], sets,
+                                                      state, symmetric)
                         else:
                             self._update(D[order[start:start + self.batch_size]])
                     except FloatingPointError as exc:
