@@ -75,19 +75,19 @@ EBM_CLONES void run_bm_block(const IsingView& P, const BmBatch& batch, const Pha
   if (ph.sweeps > 0 && f < n) {
     float* F = scratch<float>(kSlotFieldBlock, static_cast<size_t>(kLanes * n));
     float* base = scratch<float>(kSlotBmBase, static_cast<size_t>(kLanes * n));
+    float* Sf = scratch<float>(kSlotSpinFloat, static_cast<size_t>(kLanes * n));
+    for (int64_t i = 0; i < n; ++i) store16(Sf + kLanes * i, load_spins(S + kLanes * i));
     for (int64_t i = f; i < n; ++i) store16(base + kLanes * i, splat16(P.h[i]));
-    add_fields_from(P, S, 0, f, base, f, n);  // the clamped units' share, fixed for the phase
+    add_fields_from(P, Sf, 0, f, base, f, n);  // the clamped units' share, fixed for the phase
     SweepPlan plan;
     int64_t flips[kLanes] = {};
-    Block B{&P, &plan, S, F, flips, nullptr, lanes, static_cast<uint32_t>(c0), base, f};
+    Block B{&P, &plan, S, F, flips, nullptr, lanes, static_cast<uint32_t>(c0), base, f, Sf};
     for (int t = 0; t < ph.sweeps; ++t)
       sweep_sequential<true, true, true>(B, 1.0f, seed, ph.step + static_cast<uint32_t>(t));
   }
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t m = 0;
-    for (int l = 0; l < lanes; ++l) m |= static_cast<uint32_t>(S[kLanes * i + l] > 0) << l;
-    ph.masks[i * 4 * ph.words + blk] = static_cast<uint16_t>(m);
-  }
+  const uint32_t valid = (1u << lanes) - 1u;
+  for (int64_t i = 0; i < n; ++i)
+    ph.masks[i * 4 * ph.words + blk] = static_cast<uint16_t>(up_lanes(S + kLanes * i) & valid);
   for (int l = 0; l < lanes; ++l) {
     if (ph.states_out != nullptr)
       for (int64_t i = 0; i < n; ++i) ph.states_out[(c0 + l) * n + i] = S[kLanes * i + l] > 0 ? 1.0 : 0.0;

@@ -37,7 +37,7 @@ enum Slot : int {
   kSlotPairLists,      // cd_update: per-unit both/only lists (per OpenMP thread)
   kSlotSpinBlock,      // ising_chains: spins of 16 chains, site-major
   kSlotFieldBlock,     // ising_chains: their local fields
-  kSlotSpinFloat,      // ising_chains: the spins as floats for the dense field refresh
+  kSlotSpinFloat,      // ising_chains (field refresh), bm_step (lazy fields): spins as floats
   kSlotLatticeUniforms, // ising_lattice: uniforms of one row (per OpenMP thread)
   kSlotLatticeRow,     // ising_lattice: a neighbour row with its periodic ends
   kSlotRecallSpins,    // hopfield_recall: a tile of cues as floats (per OpenMP thread)
