@@ -458,14 +458,17 @@ def test_hopfield_recall_chunked_equals_one_call(monkeypatch, order, n):
     cues = rng.integers(0, 2, (300, n)) * 2 - 1  # not a multiple of the 128-cue tile
     _one_call(monkeypatch)
     whole = m.recall(cues, order=order, seed=9)
-    _tiny_chunks(monkeypatch)
-    monkeypatch.setattr(ef.hopfield, "_RECALL_TILES_PER_THREAD", 0)  # blocks of one tile
+    monkeypatch.setattr(ef.hopfield, "_RECALL_CALL_S", 0.0)  # blocks of one tile after the first
     calls = []
     core_recall = ef.hopfield._core.hopfield_recall
     monkeypatch.setattr(ef.hopfield._core, "hopfield_recall",
                         lambda *a: calls.append(a[2].shape[0]) or core_recall(*a))
     cut = m.recall(cues, order=order, seed=9)
-    assert calls == [128, 128, 44]
+    expected, c0, block = [], 0, 128 * ef.get_num_threads()  # one tile per thread, then tiles
+    while c0 < 300:
+        expected.append(min(block, 300 - c0))
+        c0, block = c0 + expected[-1], 128
+    assert calls == expected
     np.testing.assert_array_equal(cut.states, whole.states)
     np.testing.assert_array_equal(cut.sweeps, whole.sweeps)
     np.testing.assert_array_equal(cut.converged, whole.converged)

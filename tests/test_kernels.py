@@ -836,20 +836,35 @@ def test_long_gibbs_runs_with_prebuilt_tables_match_reference(rows, n_v, n_h, k)
 
 @pytest.mark.parametrize("rows,n_v,n_h", [(7, 33, 17), (300, 64, 31), (40, 257, 129)])
 def test_gibbs_with_handed_in_tables_matches_reference(rows, n_v, n_h):
-    # Tables handed in (as the RBM keeps them between calls) give the reference's chains,
-    # and a table row 16 g + s is the sum of the rows 4g + b of W over the bits b of s.
+    # Tables handed in (as the RBM keeps them between calls) give the reference's chains.
+    # The subset table's row 16 g + s is the sum of the rows 4g + b of W over the bits b of
+    # s; after its 16 G rows (G groups), the signed table's row 8 g + c (c < 8) is
+    # 1/2 sum_b (+1 if bit b of c else -1) W[4g + b], then C = 1/2 sum_i W[i], then zeros.
     rng = np.random.default_rng(12)
     W = gaussian(rng, (n_v, n_h), 0.4)
     WT = np.ascontiguousarray(W.T)
     b, c = gaussian(rng, (n_v,), 0.3), gaussian(rng, (n_h,), 0.3)
     V = (rng.random((rows, n_v)) < 0.4).astype(np.float32)
     T_vh, T_hv = _core.subset_table(W), _core.subset_table(WT)
-    assert T_vh.shape == (16 * ((n_v + 3) // 4), n_h)
+    G = (n_v + 3) // 4
+    assert T_vh.shape == (16 * G + 8 * G + 2, n_h)
+    eps = np.finfo(np.float32).eps
     g = 5
     for s_ in (1, 6, 15):
         picked = [4 * g + bit for bit in range(4) if s_ >> bit & 1 and 4 * g + bit < n_v]
-        bound = 4 * np.finfo(np.float32).eps * np.abs(W[picked]).sum(axis=0).max()
+        bound = 4 * eps * np.abs(W[picked]).sum(axis=0).max()
         np.testing.assert_allclose(T_vh[16 * g + s_], W[picked].sum(axis=0), rtol=0, atol=bound)
+    Wp = np.zeros((4 * G, n_h))
+    Wp[:n_v] = W
+    for g in (0, 5, G - 1):
+        rows4 = Wp[4 * g:4 * g + 4]
+        for c_ in range(8):
+            sign = np.array([1.0 if c_ >> bit & 1 else -1.0 for bit in range(4)])
+            bound = 4 * eps * np.abs(rows4).sum(axis=0).max()
+            np.testing.assert_allclose(T_vh[16 * G + 8 * g + c_], 0.5 * sign @ rows4, rtol=0, atol=bound)
+    np.testing.assert_allclose(T_vh[24 * G], 0.5 * W.sum(axis=0), rtol=0,
+                               atol=n_v * eps * np.abs(W).sum(axis=0).max())
+    assert not T_vh[24 * G + 1].any()
     got = V.copy()
     _core.gibbs(W, WT, b, c, V, got, 3, 0.9, SEED, STEP, 2, (T_vh, T_hv))
     want, _ = R.gibbs(W, b, c, V, 3, 0.9, SEED, STEP, 2)

@@ -138,3 +138,29 @@ def test_bad_arguments():
         Y = np.zeros((10, 5), np.float32)
         _core.layer_update(Y, np.zeros((5, 5), np.float32), bias, 1.0, True, want_sample=True,
                            out_sample=Y)
+
+
+@pytest.mark.parametrize("n_in", [1, 2, 3, 4, 5, 7, 64, 130])
+@pytest.mark.parametrize("prebuilt", [False, True])
+def test_half_dense_input_takes_the_signed_table(n_in, prebuilt):
+    # 50% ones over enough rows: the kernel sums x.M as C + sum over every group of four of
+    # +- a signed-table row (C = M's column sums / 2), so every row of M enters each field,
+    # zeros included: the bound is that of a sum over all n_in rows of |M|.
+    rng = rng_for("signed table", n_in, prebuilt)
+    rows, n_out = 64, 150
+    X = binary(rng, (rows, n_in), 0.5)
+    M = gaussian(rng, (n_in, n_out), 1.0 / np.sqrt(n_in))
+    bias = gaussian(rng, (n_out,), 1.0)
+    kw = dict(table=_core.subset_table(M)) if prebuilt else {}
+    f, p, s = _core.layer_update(X, M, bias, 0.8, True, want_field=True, want_prob=True,
+                                 want_sample=True, stream=R.STREAM_LAYER, seed=SEED, step=STEP,
+                                 chain_offset=CHAIN_OFFSET, **kw)
+    z, p_ref, _ = R.layer_update([(X, M)], bias, 0.8, R.STREAM_LAYER, SEED, STEP, CHAIN_OFFSET)
+    dz = field_bound(np.ones_like(X), M, bias, 0.8)
+    assert_close(f, z, dz, "field")
+    tol_p = prob_bound(z, dz)
+    assert_close(p, p_ref, tol_p, "prob")
+    assert_samples(s, p_ref, R.uniform_grid(SEED, R.STREAM_LAYER, STEP, rows, n_out, CHAIN_OFFSET),
+                   tol_p, "sample")
+    # the zero rows must not leak in: the fields equal those of the gather over the ones
+    assert np.abs(f - z).max() < 1e-4

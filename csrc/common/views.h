@@ -21,7 +21,7 @@ struct LayerView {
   const float* bias = nullptr;  // [n_out]
   int64_t n_in = 0;
   int64_t n_out = 0;
-  const float* table = nullptr;  // [16 ceil(n_in/4), n_out] prebuilt subset sums of M, or null
+  const float* table = nullptr;  // prebuilt build_layer_tables(M) (subset + signed), or null
 };
 
 // A batch of layer states.

@@ -47,6 +47,16 @@ void layer_update(const BatchView& X, const LayerView& L, const BatchView* X2,
 // n_out], row 16 g + s = sum of rows 4g + b of M over the bits b of s.
 inline int64_t subset_table_rows(int64_t n_in) { return 16 * ((n_in + 3) / 4); }
 void build_subset_table(const float* M, int64_t n_in, int64_t n_out, float* T);
+// Signed table of M for dense binary inputs (x.M = C + sum over every group of four units of
+// +- one row, x = (1 + s) / 2): [signed_table_rows(n_in), n_out], row 8 g + c = 1/2 sum_b
+// (bit b of c ? +1 : -1) M[4g + b] for c < 8, then C = 1/2 sum_i M[i], then a zero row.
+inline int64_t signed_table_rows(int64_t n_in) { return 8 * ((n_in + 3) / 4) + 2; }
+void build_signed_table(const float* M, int64_t n_in, int64_t n_out, float* T);
+// The prebuilt tables of a layer (LayerView::table): the subset table, then the signed table.
+inline int64_t layer_tables_floats(int64_t n_in, int64_t n_out) {
+  return (subset_table_rows(n_in) + signed_table_rows(n_in)) * n_out;
+}
+void build_layer_tables(const float* M, int64_t n_in, int64_t n_out, float* T);
 
 // k block-Gibbs steps v -> h -> v from binary chains V_in [rows, n_v] into V_out (which
 // may be V_in); H [rows, n_h] receives the last hidden sample. Step t uses rng.step + t

@@ -78,6 +78,47 @@ EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const 
   }
 }
 
+// The signed table (dense binary inputs, see signed_picks): acc = C[j0..] + sum over the
+// picks of +-T[row], the sign in the top bit of each pick (flipped with an xor). With add,
+// acc + C is the start. T has a spare row after its last, so whole vectors read
+// past a tile's width stay inside it.
+template <int NV>
+EBM_INLINE void sum_signed_vectors(const float* T, int64_t ld, const int32_t* idx, int64_t m,
+                                   int64_t j0, const float* C, bool add, float* acc) {
+  constexpr int64_t kPrefetch = 8;
+  vf16 a[NV];
+  for (int t = 0; t < NV; ++t) a[t] = add ? load16(acc + 16 * t) + load16(C + j0 + 16 * t) : load16(C + j0 + 16 * t);
+  for (int64_t k = 0; k < m; ++k) {
+    const uint32_t e = static_cast<uint32_t>(idx[k]);
+    const float* r = T + static_cast<int64_t>(e & 0x7fffffffu) * ld + j0;
+    if (k + kPrefetch < m) {
+      const float* q = T + static_cast<int64_t>(static_cast<uint32_t>(idx[k + kPrefetch]) & 0x7fffffffu) * ld + j0;
+      for (int t = 0; t < 16 * NV; t += 16) __builtin_prefetch(q + t);
+    }
+    const vi16 sign = vi16{} + static_cast<int32_t>(e & 0x80000000u);
+    for (int t = 0; t < NV; ++t) {
+      vf16 x = load16(r + 16 * t);
+      vi16 v;
+      __builtin_memcpy(&v, &x, sizeof v);
+      v ^= sign;
+      __builtin_memcpy(&x, &v, sizeof x);
+      a[t] += x;
+    }
+  }
+  for (int t = 0; t < NV; ++t) store16(acc + 16 * t, a[t]);
+}
+
+EBM_CLONES static void sum_signed_tile(const float* T, int64_t ld, const int32_t* idx, int64_t m,
+                                       int64_t j0, int width, const float* C, float* acc, bool add) {
+  switch ((width + 15) / 16) {
+#define EBM_CASE(NV) case NV: sum_signed_vectors<NV>(T, ld, idx, m, j0, C, add, acc); break;
+    EBM_CASE(1) EBM_CASE(2) EBM_CASE(3) EBM_CASE(4) EBM_CASE(5) EBM_CASE(6) EBM_CASE(7)
+    EBM_CASE(8)
+#undef EBM_CASE
+    default: break;
+  }
+}
+
 // z = beta*acc + bias; write field, sigmoid(z) and/or Bernoulli(sigmoid(z)) samples.
 EBM_CLONES static void epilogue_tile(const float* acc, const float* bias, float beta, int width,
                                      float* field, float* prob, float* sample, uint64_t seed,
@@ -154,6 +195,72 @@ EBM_CLONES static int64_t nonzero_nibbles(const float* x, int64_t n, int32_t* id
   return m;
 }
 
+// Picks of a binary row for the signed table: every group g of four units, with x = (1 +
+// s) / 2 and code c = x0 + 2 x1 + 4 x2 + 8 x3: row 8 g + c when unit 4g + 3 is off, else
+// row 8 g + (15 - c) negated (flipping all four spins negates the sum).
+EBM_CLONES static int64_t signed_picks(const float* x, int64_t n, int32_t* idx) {
+  const int64_t full = n / 4;
+  for (int64_t g = 0; g < full; ++g) {
+    const int32_t c = static_cast<int32_t>(x[4 * g] + 2.0f * x[4 * g + 1] + 4.0f * x[4 * g + 2] +
+                                           8.0f * x[4 * g + 3]);
+    const int32_t neg = c >> 3;
+    const uint32_t row = static_cast<uint32_t>(8 * g + (neg ? 15 - c : c));
+    idx[g] = static_cast<int32_t>(row | (static_cast<uint32_t>(neg) << 31));
+  }
+  if (full * 4 < n) {  // a last, partial group: the missing units' rows are zero (off)
+    int32_t c = 0;
+    for (int64_t b = 0; 4 * full + b < n; ++b) c |= static_cast<int32_t>(x[4 * full + b]) << b;
+    idx[full] = static_cast<int32_t>(8 * full + c);
+    return full + 1;
+  }
+  return full;
+}
+
+// The signed table of M [n_in, n_out]: row 8 g + c (c < 8) = 1/2 sum_b (bit b of c ? +1 :
+// -1) M[4g + b] (bit 3 always clear), then row signed_table_rows - 2 = C = 1/2 sum_i M[i]
+// (x.M = C + sum_g +-row, x = (1 + s) / 2), then a zero row (whole-vector reads past a
+// tile). Half a subset table's size: at 50% ones its picks (every group) are only 1/15
+// more than the subset table's (the nonzero groups), and it stays in cache where the
+// subset table spills.
+
+void build_signed_table(const float* M, int64_t n_in, int64_t n_out, float* T) {
+  const int64_t n_groups = ceil_div(n_in, 4);
+#pragma omp parallel for schedule(static) if (parallel_worth(n_groups * 8 * n_out))
+  for (int64_t g = 0; g < n_groups; ++g) {
+    float* base = T + 8 * g * n_out;
+    for (int64_t j = 0; j < n_out; ++j) base[j] = 0.0f;
+    for (int b = 0; b < 4 && 4 * g + b < n_in; ++b) {
+      const float* m = M + (4 * g + b) * n_out;
+      for (int64_t j = 0; j < n_out; ++j) base[j] -= 0.5f * m[j];
+    }
+    for (int c = 1; c < 8; ++c) {
+      const int b = __builtin_ctz(static_cast<unsigned>(c));
+      const float* prev = base + static_cast<int64_t>(c & (c - 1)) * n_out;
+      float* e = base + static_cast<int64_t>(c) * n_out;
+      if (4 * g + b < n_in) {
+        const float* m = M + (4 * g + b) * n_out;
+        for (int64_t j = 0; j < n_out; ++j) e[j] = prev[j] + m[j];
+      } else {
+        for (int64_t j = 0; j < n_out; ++j) e[j] = prev[j];
+      }
+    }
+  }
+  // C = 1/2 the column sums, rows added in order (columns shared out in blocks)
+  float* C = T + 8 * n_groups * n_out;
+  const int64_t n_blocks = ceil_div(n_out, 64);
+#pragma omp parallel for schedule(static) if (parallel_worth(n_in * n_out))
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t j0 = blk * 64, j1 = std::min<int64_t>(n_out, j0 + 64);
+    for (int64_t j = j0; j < j1; ++j) C[j] = 0.0f;
+    for (int64_t i = 0; i < n_in; ++i)
+      for (int64_t j = j0; j < j1; ++j) C[j] += M[i * n_out + j];
+    for (int64_t j = j0; j < j1; ++j) {
+      C[j] *= 0.5f;
+      C[n_out + j] = 0.0f;
+    }
+  }
+}
+
 // T [16 * ceil(n_in/4), n_out]: row 16 g + s = sum of the rows 4g + b of M with bit b of s
 // set (row 16 g is zero and never read). Each entry adds one row to an earlier entry, so
 // it costs one add per element and the sums are formed in a fixed order.
@@ -177,7 +284,14 @@ void build_subset_table(const float* M, int64_t n_in, int64_t n_out, float* T) {
   }
 }
 
+void build_layer_tables(const float* M, int64_t n_in, int64_t n_out, float* T) {
+  build_subset_table(M, n_in, n_out, T);
+  build_signed_table(M, n_in, n_out, T + subset_table_rows(n_in) * n_out);
+}
+
 constexpr double kTableMinSaving = 16.0;
+// The signed table once the nonzero groups are this share of all groups (50% ones: 0.94).
+constexpr double kSignedMinGroups = 0.8;
 // gibbs_chains builds both tables up front when steps x rows reach this (a table costs
 // about as much as gathering a few hundred rows).
 constexpr int64_t kPrebuildMinRowSteps = 512;
@@ -193,25 +307,42 @@ struct BinarySource {
   int64_t n_src = 0;     // rows of src
   int64_t list_len = 0;  // slots per row's list
   bool table = false;
+  bool signed_table = false;  // src is a signed table (C at row n_src - 2)
 };
 
-// Choose gather or table for one binary input and build the table when needed.
+// Choose gather, subset table or signed table for one binary input and build the table
+// when needed (or take it from the prebuilt pair).
 BinarySource binary_source(const BatchView& X, const LayerView& L, Slot table_slot) {
   const int64_t rows = X.rows, n_in = L.n_in, n_out = L.n_out;
-  // The table pays for itself once the batch has enough rows to reuse it: it saves
-  // (ones - nonzero groups) row adds and costs 4 n_in rows written to fresh memory,
-  // each a few times dearer than a row add from L2 (thresholds 8..64 timed within
-  // noise at 784 x 500; 16 sits in the middle).
+  // A table pays for itself once the batch has enough rows to reuse it: the subset table
+  // saves (ones - nonzero groups) row adds and costs 4 n_in rows written to fresh memory,
+  // each a few times dearer than a row add from L2 (thresholds 8..64 timed within noise
+  // at 784 x 500; 16 sits in the middle).
   // Decide from the number of ones alone (a vectorised sum), estimating the nonzero
-  // groups as if the bits were independent: exact enough, and deterministic.
+  // groups as if the bits were independent: exact enough, and deterministic (the same
+  // choice with or without prebuilt tables, except that those cost nothing to use).
   double ones = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : ones) if (parallel_worth(rows * n_in) && !L.table)
-  for (int64_t r = 0; r < (L.table ? 0 : rows); ++r) ones += row_sum(X.X + r * n_in, n_in);
+#pragma omp parallel for schedule(static) reduction(+ : ones) if (parallel_worth(rows * n_in))
+  for (int64_t r = 0; r < rows; ++r) ones += row_sum(X.X + r * n_in, n_in);
   const double density = ones / static_cast<double>(std::max<int64_t>(rows * n_in, 1));
-  const double groups = static_cast<double>(rows * ceil_div(n_in, 4)) *
-                        (1.0 - std::pow(1.0 - density, 4.0));
+  const double all_groups = static_cast<double>(rows * ceil_div(n_in, 4));
+  const double groups = all_groups * (1.0 - std::pow(1.0 - density, 4.0));
+  const bool repays = ones > kTableMinSaving * static_cast<double>(n_in);
   BinarySource s;
-  // A prebuilt table costs nothing here, and never needs more picks than the gather.
+  if ((L.table != nullptr || repays) && groups >= kSignedMinGroups * all_groups) {
+    s.signed_table = true;
+    s.n_src = signed_table_rows(n_in);
+    if (L.table) {
+      s.src = L.table + subset_table_rows(n_in) * n_out;
+    } else {
+      float* T = scratch<float>(table_slot, static_cast<size_t>(s.n_src * n_out));
+      build_signed_table(L.M, n_in, n_out, T);
+      s.src = T;
+    }
+    s.list_len = std::max<int64_t>(ceil_div(n_in, 4), 1);
+    return s;
+  }
+  // A prebuilt table never needs more picks than the gather.
   s.table = L.table != nullptr || ones - groups > kTableMinSaving * static_cast<double>(n_in);
   s.src = L.M;
   s.n_src = n_in;
@@ -230,7 +361,17 @@ BinarySource binary_source(const BatchView& X, const LayerView& L, Slot table_sl
 }
 
 int64_t row_list(const BinarySource& s, const float* x, int64_t n_in, int32_t* idx) {
+  if (s.signed_table) return signed_picks(x, n_in, idx);
   return s.table ? nonzero_nibbles(x, n_in, idx) : nonzero_positions(x, n_in, idx);
+}
+
+// acc (add: +=) the tile [j0, j0 + width) of the row's sum for one source.
+void sum_source_tile(const BinarySource& s, int64_t n_out, const int32_t* list, int64_t m,
+                     int64_t j0, int width, float* acc, bool add) {
+  if (s.signed_table)
+    sum_signed_tile(s.src, n_out, list, m, j0, width, s.src + (s.n_src - 2) * n_out, acc, add);
+  else
+    sum_rows_tile(s.src, n_out, s.n_src, list, m, j0, width, acc, add);
 }
 
 }  // namespace
@@ -277,10 +418,8 @@ void layer_update(const BatchView& X, const LayerView& L, const BatchView* X2,
         const int width = static_cast<int>(std::min<int64_t>(kTile, n_out - j0));
         for (int64_t r = r0; r < r1; ++r) {
           const int32_t* lr = idx + (r - r0) * list_len;
-          sum_rows_tile(s1.src, n_out, s1.n_src, lr, nnz[r - r0], j0, width, acc);
-          if (two)
-            sum_rows_tile(s2.src, n_out, s2.n_src, lr + s1.list_len, nnz2[r - r0], j0, width,
-                          acc, true);
+          sum_source_tile(s1, n_out, lr, nnz[r - r0], j0, width, acc, false);
+          if (two) sum_source_tile(s2, n_out, lr + s1.list_len, nnz2[r - r0], j0, width, acc, true);
           finish(r, j0, width, acc);
         }
       }
@@ -320,13 +459,13 @@ void gibbs_chains(const LayerView& to_hidden, const LayerView& to_visible, float
   // Many steps with the same weights: build each layer's table once for all of them.
   if (k * rows >= kPrebuildMinRowSteps) {
     if (!vh.table) {
-      float* T = scratch<float>(kSlotTableVH, static_cast<size_t>(subset_table_rows(vh.n_in) * vh.n_out));
-      build_subset_table(vh.M, vh.n_in, vh.n_out, T);
+      float* T = scratch<float>(kSlotTableVH, static_cast<size_t>(layer_tables_floats(vh.n_in, vh.n_out)));
+      build_layer_tables(vh.M, vh.n_in, vh.n_out, T);
       vh.table = T;
     }
     if (!hv.table) {
-      float* T = scratch<float>(kSlotTableHV, static_cast<size_t>(subset_table_rows(hv.n_in) * hv.n_out));
-      build_subset_table(hv.M, hv.n_in, hv.n_out, T);
+      float* T = scratch<float>(kSlotTableHV, static_cast<size_t>(layer_tables_floats(hv.n_in, hv.n_out)));
+      build_layer_tables(hv.M, hv.n_in, hv.n_out, T);
       hv.table = T;
     }
   }

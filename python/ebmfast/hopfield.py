@@ -14,6 +14,7 @@ Randomness (random site order, stochastic dynamics) comes from the shared Philox
 from __future__ import annotations
 
 import numbers
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,7 +72,8 @@ def _energies(W: np.ndarray, b: np.ndarray, Y8: np.ndarray) -> np.ndarray:
 
 # csrc/cpu/hopfield_recall.cpp: cues per task (kTileCues); see Hopfield._recall_cpu.
 _RECALL_TILE = 128
-_RECALL_TILES_PER_THREAD = 4
+# Aimed duration of one recall kernel call: Ctrl-C is answered between calls.
+_RECALL_CALL_S = 0.1
 
 
 @dataclass
@@ -410,24 +412,31 @@ class Hopfield:
         Each cue is recalled by itself and draws Philox chain c whatever the block, so the
         cut changes nothing (tests/test_interrupt.py checks it).
 
-        A block is whole kernel tiles (_RECALL_TILE cues, one task each), at least
-        _RECALL_TILES_PER_THREAD of them per thread: smaller blocks leave threads idle and
-        shrink the first-field GEMMs (16-cue blocks ran 2.4x slower). The work per cue is
-        the GEMM row, n^2 multiply-adds, which the kernel does at ~1e11/s on two cores, so
-        a block of 1024 cues at n = 1024 takes ~13 ms."""
+        Blocks are whole kernel tiles (_RECALL_TILE cues, one task each) sized from the
+        time the previous block took, aiming at _RECALL_CALL_S per call: a cue's cost
+        depends on how many sweeps it needs (a few near a stored pattern, up to max_sweeps
+        from random states), which no estimate made beforehand knows. The first block is one
+        tile per thread; a block grows at most 8x per call. Small blocks cost speed: 16-cue
+        blocks (one tile, one thread, 16-row GEMMs) made recall 2.4x slower."""
         m, n = S.shape
-        tiles = _RECALL_TILE * _RECALL_TILES_PER_THREAD * _core.get_num_threads()
-        block = chunk_size(float(n) * n / 10.0, m, multiple=_RECALL_TILE, minimum=tiles)
+        threads = _core.get_num_threads()
+        block = _RECALL_TILE * threads
         if block >= m:  # one call: the kernel builds the table itself when it pays
             return _core.hopfield_recall(self._W, self._b, S, max_sweeps, random_order, seed, step)
         # The first fields' spin table, built once for all the blocks.
         table = _core.spin_table(self._W)
         sweeps = np.empty(m, np.int32)
         conv = np.empty(m, np.uint8)
-        for c0 in range(0, m, block):
+        c0 = 0
+        while c0 < m:
             part = S[c0:c0 + block]  # contiguous rows: the kernel writes them in place
+            t0 = time.perf_counter()
             sweeps[c0:c0 + block], conv[c0:c0 + block] = _core.hopfield_recall(
                 self._W, self._b, part, max_sweeps, random_order, seed, step, c0, table)
+            per_cue = (time.perf_counter() - t0) / part.shape[0]
+            c0 += part.shape[0]
+            aim = int(_RECALL_CALL_S / max(per_cue, 1e-12)) // _RECALL_TILE * _RECALL_TILE
+            block = max(_RECALL_TILE, min(aim, 8 * block))
         return sweeps, conv
 
     def _recall_sync(self, S, max_sweeps):
