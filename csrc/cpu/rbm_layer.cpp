@@ -22,6 +22,7 @@
 #include "cpu/kernels.h"
 #include "cpu/philox_run.h"
 #include "cpu/scratch.h"
+#include "cpu/signed_rows.h"
 #include "cpu/simd.h"
 #include "cpu/tiles.h"
 
@@ -85,26 +86,10 @@ EBM_CLONES void sum_rows_tile(const float* M, int64_t ld, int64_t m_rows, const 
 template <int NV>
 EBM_INLINE void sum_signed_vectors(const float* T, int64_t ld, const int32_t* idx, int64_t m,
                                    int64_t j0, const float* C, bool add, float* acc) {
-  constexpr int64_t kPrefetch = 8;
   vf16 a[NV];
-  for (int t = 0; t < NV; ++t) a[t] = add ? load16(acc + 16 * t) + load16(C + j0 + 16 * t) : load16(C + j0 + 16 * t);
-  for (int64_t k = 0; k < m; ++k) {
-    const uint32_t e = static_cast<uint32_t>(idx[k]);
-    const float* r = T + static_cast<int64_t>(e & 0x7fffffffu) * ld + j0;
-    if (k + kPrefetch < m) {
-      const float* q = T + static_cast<int64_t>(static_cast<uint32_t>(idx[k + kPrefetch]) & 0x7fffffffu) * ld + j0;
-      for (int t = 0; t < 16 * NV; t += 16) __builtin_prefetch(q + t);
-    }
-    const vi16 sign = vi16{} + static_cast<int32_t>(e & 0x80000000u);
-    for (int t = 0; t < NV; ++t) {
-      vf16 x = load16(r + 16 * t);
-      vi16 v;
-      __builtin_memcpy(&v, &x, sizeof v);
-      v ^= sign;
-      __builtin_memcpy(&x, &v, sizeof x);
-      a[t] += x;
-    }
-  }
+  for (int t = 0; t < NV; ++t)
+    a[t] = add ? load16(acc + 16 * t) + load16(C + j0 + 16 * t) : load16(C + j0 + 16 * t);
+  add_signed_rows<NV>(T, ld, idx, m, j0, a);
   for (int t = 0; t < NV; ++t) store16(acc + 16 * t, a[t]);
 }
 
@@ -205,7 +190,7 @@ EBM_CLONES static int64_t signed_picks(const float* x, int64_t n, int32_t* idx) 
                                            8.0f * x[4 * g + 3]);
     const int32_t neg = c >> 3;
     const uint32_t row = static_cast<uint32_t>(8 * g + (neg ? 15 - c : c));
-    idx[g] = static_cast<int32_t>(row | (static_cast<uint32_t>(neg) << 31));
+    idx[g] = static_cast<int32_t>(row | (neg ? kPickNegate : 0u));
   }
   if (full * 4 < n) {  // a last, partial group: the missing units' rows are zero (off)
     int32_t c = 0;

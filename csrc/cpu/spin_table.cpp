@@ -2,6 +2,7 @@
 #include "cpu/spin_table.h"
 
 #include <algorithm>
+#include "cpu/signed_rows.h"
 #include "cpu/simd.h"
 
 namespace ebm::cpu {
@@ -11,8 +12,6 @@ namespace {
 // A panel of the table as large as L2 allows (1 MB per core here; half of it leaves room
 // for the tile's pick lists and output rows).
 constexpr int64_t kPanelBytes = 512 * 1024;
-// The sign of a pick, kept in the top bit of its row index.
-constexpr uint32_t kNegate = 0x80000000u;
 
 // Picks of one state: for group g, table row 8g + c (c = the code of its four spins,
 // bit b set where spin 4g + b is +1) when spin 4g + 3 is -1, else row 8g + (15 - c) with
@@ -25,7 +24,7 @@ EBM_CLONES int64_t spin_picks(const int8_t* s, int64_t n, int64_t groups, int32_
                        (static_cast<uint32_t>(s[4 * g + 3] > 0) << 3);
     const uint32_t neg = c >> 3;
     const uint32_t row = static_cast<uint32_t>(8 * g) + (neg ? 15u - c : c);
-    idx[g] = static_cast<int32_t>(row | (neg * kNegate));
+    idx[g] = static_cast<int32_t>(row | (neg * kPickNegate));
   }
   if (full < groups) {
     uint32_t c = 0;
@@ -35,29 +34,11 @@ EBM_CLONES int64_t spin_picks(const int8_t* s, int64_t n, int64_t groups, int32_
   return groups;
 }
 
-// acc [16 NV] = sum over the picks of +-(panel row), in registers.
+// acc [16 NV] = sum over the picks of +-(panel row).
 template <int NV>
 EBM_INLINE void sum_signed_rows(const float* P, const int32_t* idx, int64_t m, float* acc) {
-  constexpr int64_t kWidth = 16 * NV;
-  constexpr int64_t kPrefetch = 8;
   vf16 a[NV] = {};
-  for (int64_t k = 0; k < m; ++k) {
-    const uint32_t e = static_cast<uint32_t>(idx[k]);
-    const float* r = P + static_cast<int64_t>(e & ~kNegate) * kWidth;
-    if (k + kPrefetch < m) {
-      const float* q = P + static_cast<int64_t>(static_cast<uint32_t>(idx[k + kPrefetch]) & ~kNegate) * kWidth;
-      for (int t = 0; t < NV; ++t) __builtin_prefetch(q + 16 * t);
-    }
-    const vi16 sign = vi16{} + static_cast<int32_t>(e & kNegate);
-    for (int t = 0; t < NV; ++t) {  // +-row: flip the sign bits of the negated picks
-      vf16 x = load16(r + 16 * t);
-      vi16 v;
-      __builtin_memcpy(&v, &x, sizeof v);
-      v ^= sign;
-      __builtin_memcpy(&x, &v, sizeof x);
-      a[t] += x;
-    }
-  }
+  add_signed_rows<NV>(P, 16 * NV, idx, m, 0, a);
   for (int t = 0; t < NV; ++t) store16(acc + 16 * t, a[t]);
 }
 
