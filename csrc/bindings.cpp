@@ -110,9 +110,10 @@ ebm::RngView rng_view(uint64_t seed, int64_t step, int64_t chain_offset, int64_t
 
 F32 new_f32(int64_t rows, int64_t cols) { return F32({rows, cols}); }
 
-// Rows of subset_table(M) for an M with n_in rows: the subset table, then the signed table.
-int64_t layer_tables_rows(int64_t n_in) {
-  return ebm::cpu::subset_table_rows(n_in) + ebm::cpu::signed_table_rows(n_in);
+// Rows of subset_table(M) for an M of shape (n_in, n_out): the subset table, then the
+// signed table.
+int64_t layer_tables_rows(int64_t n_in, int64_t n_out) {
+  return ebm::cpu::subset_table_rows(n_in) + ebm::cpu::signed_table_rows(n_in, n_out);
 }
 
 }  // namespace
@@ -634,14 +635,14 @@ PYBIND11_MODULE(_core, m) {
           ebm::LayerView L2;
           if (table) {  // subset_table(M) of exactly this M (binary X only)
             require(binary, "table given for a real-valued X");
-            check_2d(*table, "table", layer_tables_rows(L.n_in), n_out);
+            check_2d(*table, "table", layer_tables_rows(L.n_in, n_out), n_out);
             L.table = table->data();
           }
           if (two) {
             L2 = ebm::LayerView{M2->data(), bias.data(), M2->shape(0), n_out};
             if (table2) {
               require(binary2, "table2 given for a real-valued X2");
-              check_2d(*table2, "table2", layer_tables_rows(L2.n_in), n_out);
+              check_2d(*table2, "table2", layer_tables_rows(L2.n_in, n_out), n_out);
               L2.table = table2->data();
             }
           } else {
@@ -692,7 +693,7 @@ PYBIND11_MODULE(_core, m) {
         [](F32 M) {
           check_2d(M, "M", -1, -1);
           const int64_t n_in = M.shape(0), n_out = M.shape(1);
-          F32 T = new_f32(layer_tables_rows(n_in), n_out);
+          F32 T = new_f32(layer_tables_rows(n_in, n_out), n_out);
           const float* m_ptr = M.data();
           float* t_ptr = T.mutable_data();
           {
@@ -712,8 +713,8 @@ PYBIND11_MODULE(_core, m) {
           if (tables) {  // (subset_table(W), subset_table(WT)) of exactly these weights
             require(tables->size() == 2, "tables must be (table of W, table of WT)");
             F32 tvh = (*tables)[0].cast<F32>(), thv = (*tables)[1].cast<F32>();
-            check_2d(tvh, "tables[0]", layer_tables_rows(P.n_visible), P.n_hidden);
-            check_2d(thv, "tables[1]", layer_tables_rows(P.n_hidden), P.n_visible);
+            check_2d(tvh, "tables[0]", layer_tables_rows(P.n_visible, P.n_hidden), P.n_hidden);
+            check_2d(thv, "tables[1]", layer_tables_rows(P.n_hidden, P.n_visible), P.n_visible);
             vh.table = tvh.data();
             hv.table = thv.data();
           }

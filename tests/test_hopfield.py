@@ -95,6 +95,8 @@ def test_spin_table_holds_the_signed_group_sums(n):
                                rtol=1e-5, atol=1e-4 * np.sqrt(n))
     with pytest.raises(ValueError, match="table"):
         ef._core.hopfield_recall(W, b, S, 5, False, 0, 0, 0, T[:-1])
+    with pytest.raises(ValueError, match="square"):
+        ef._core.spin_table(np.zeros((n, n + 1), np.float32))
 
 
 def test_recall_of_a_wide_model_matches_reference():

@@ -1,6 +1,7 @@
 // Declarations of the CPU (C++/OpenMP) kernels. Callers (bindings.cpp) have validated
 // every shape and released the GIL; the kernels trust their views.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include "common/views.h"
 
@@ -48,13 +49,17 @@ void layer_update(const BatchView& X, const LayerView& L, const BatchView* X2,
 inline int64_t subset_table_rows(int64_t n_in) { return 16 * ((n_in + 3) / 4); }
 void build_subset_table(const float* M, int64_t n_in, int64_t n_out, float* T);
 // Signed table of M for dense binary inputs (x.M = C + sum over every group of four units of
-// +- one row, x = (1 + s) / 2): [signed_table_rows(n_in), n_out], row 8 g + c = 1/2 sum_b
-// (bit b of c ? +1 : -1) M[4g + b] for c < 8, then C = 1/2 sum_i M[i], then a zero row.
-inline int64_t signed_table_rows(int64_t n_in) { return 8 * ((n_in + 3) / 4) + 2; }
+// +- one row, x = (1 + s) / 2): [signed_table_rows(n_in, n_out), n_out], row 8 g + c =
+// 1/2 sum_b (bit b of c ? +1 : -1) M[4g + b] for c < 8, then row 8 ceil(n_in / 4) = C =
+// 1/2 sum_i M[i], then zero rows: at least 15 floats, so whole 16-float vectors read past a
+// tile's width (in the last rows, or in C) stay inside the table.
+inline int64_t signed_table_rows(int64_t n_in, int64_t n_out) {
+  return 8 * ((n_in + 3) / 4) + 1 + std::max<int64_t>(1, (15 + n_out - 1) / std::max<int64_t>(n_out, 1));
+}
 void build_signed_table(const float* M, int64_t n_in, int64_t n_out, float* T);
 // The prebuilt tables of a layer (LayerView::table): the subset table, then the signed table.
 inline int64_t layer_tables_floats(int64_t n_in, int64_t n_out) {
-  return (subset_table_rows(n_in) + signed_table_rows(n_in)) * n_out;
+  return (subset_table_rows(n_in) + signed_table_rows(n_in, n_out)) * n_out;
 }
 void build_layer_tables(const float* M, int64_t n_in, int64_t n_out, float* T);
 

@@ -201,12 +201,9 @@ EBM_CLONES static int64_t signed_picks(const float* x, int64_t n, int32_t* idx) 
   return full;
 }
 
-// The signed table of M [n_in, n_out]: row 8 g + c (c < 8) = 1/2 sum_b (bit b of c ? +1 :
-// -1) M[4g + b] (bit 3 always clear), then row signed_table_rows - 2 = C = 1/2 sum_i M[i]
-// (x.M = C + sum_g +-row, x = (1 + s) / 2), then a zero row (whole-vector reads past a
-// tile). Half a subset table's size: at 50% ones its picks (every group) are only 1/15
-// more than the subset table's (the nonzero groups), and it stays in cache where the
-// subset table spills.
+// The signed table of M (layout in kernels.h): x.M = C + sum_g +-row, x = (1 + s) / 2.
+// Half a subset table's size: at 50% ones its picks (every group) are only 1/15 more than
+// the subset table's (the nonzero groups), and half the bytes pass through the cache.
 
 void build_signed_table(const float* M, int64_t n_in, int64_t n_out, float* T) {
   const int64_t n_groups = ceil_div(n_in, 4);
@@ -239,11 +236,10 @@ void build_signed_table(const float* M, int64_t n_in, int64_t n_out, float* T) {
     for (int64_t j = j0; j < j1; ++j) C[j] = 0.0f;
     for (int64_t i = 0; i < n_in; ++i)
       for (int64_t j = j0; j < j1; ++j) C[j] += M[i * n_out + j];
-    for (int64_t j = j0; j < j1; ++j) {
-      C[j] *= 0.5f;
-      C[n_out + j] = 0.0f;
-    }
+    for (int64_t j = j0; j < j1; ++j) C[j] *= 0.5f;
   }
+  const int64_t pad = signed_table_rows(n_in, n_out) - 8 * n_groups - 1;
+  for (int64_t j = 0; j < pad * n_out; ++j) C[n_out + j] = 0.0f;
 }
 
 // T [16 * ceil(n_in/4), n_out]: row 16 g + s = sum of the rows 4g + b of M with bit b of s
@@ -292,7 +288,8 @@ struct BinarySource {
   int64_t n_src = 0;     // rows of src
   int64_t list_len = 0;  // slots per row's list
   bool table = false;
-  bool signed_table = false;  // src is a signed table (C at row n_src - 2)
+  bool signed_table = false;  // src is a signed table, C at row c_row
+  int64_t c_row = 0;
 };
 
 // Choose gather, subset table or signed table for one binary input and build the table
@@ -316,7 +313,8 @@ BinarySource binary_source(const BatchView& X, const LayerView& L, Slot table_sl
   BinarySource s;
   if ((L.table != nullptr || repays) && groups >= kSignedMinGroups * all_groups) {
     s.signed_table = true;
-    s.n_src = signed_table_rows(n_in);
+    s.n_src = signed_table_rows(n_in, n_out);
+    s.c_row = 8 * ceil_div(n_in, 4);
     if (L.table) {
       s.src = L.table + subset_table_rows(n_in) * n_out;
     } else {
@@ -354,7 +352,7 @@ int64_t row_list(const BinarySource& s, const float* x, int64_t n_in, int32_t* i
 void sum_source_tile(const BinarySource& s, int64_t n_out, const int32_t* list, int64_t m,
                      int64_t j0, int width, float* acc, bool add) {
   if (s.signed_table)
-    sum_signed_tile(s.src, n_out, list, m, j0, width, s.src + (s.n_src - 2) * n_out, acc, add);
+    sum_signed_tile(s.src, n_out, list, m, j0, width, s.src + s.c_row * n_out, acc, add);
   else
     sum_rows_tile(s.src, n_out, s.n_src, list, m, j0, width, acc, add);
 }
