@@ -458,7 +458,7 @@ def test_hopfield_recall_chunked_equals_one_call(monkeypatch, order, n):
     cues = rng.integers(0, 2, (300, n)) * 2 - 1  # not a multiple of the 128-cue tile
     _one_call(monkeypatch)
     whole = m.recall(cues, order=order, seed=9)
-    monkeypatch.setattr(ef.hopfield, "_RECALL_CALL_S", 0.0)  # blocks of one tile after the first
+    monkeypatch.setattr(ef._interrupt, "CALL_S", 0.0)  # blocks of one tile after the first
     calls = []
     core_recall = ef.hopfield._core.hopfield_recall
     monkeypatch.setattr(ef.hopfield._core, "hopfield_recall",

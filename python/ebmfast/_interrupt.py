@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 
 # Elementary operations (multiply-adds, coupling reads, gathered row elements) per kernel
 # call in chunked loops. The CPU kernels run 2e9..2e10 of them per second on the 2-core
@@ -36,6 +37,31 @@ def chunk_size(work_per_unit: float, total: int, *, multiple: int = 1, minimum: 
     n = max(multiple, n // multiple * multiple)
     top = -(-max(int(total), 1) // multiple) * multiple
     return min(n, top)
+
+
+# Aimed duration of one kernel call where the calls are sized from the time of the one
+# before (timed_chunks): Ctrl-C is answered between calls.
+CALL_S = 0.1
+
+
+def timed_chunks(total: int, first: int, *, multiple: int = 1, grow: int = 8):
+    """(start, size) pairs covering range(total), for loops whose cost per unit is not
+    known beforehand (a recall cue needs a few sweeps or a hundred) or whose calls carry
+    a per-call cost (state handed on, layouts converted). The first has ``first`` units;
+    each later one is sized from the time the caller spent on the one before (measured
+    between the generator's yields) to last about CALL_S, at most ``grow`` times the
+    previous; sizes are multiples of ``multiple`` except the last."""
+    multiple = max(int(multiple), 1)
+    size = max(multiple, int(first) // multiple * multiple)
+    start = 0
+    while start < total:
+        size = min(size, total - start)
+        t0 = time.perf_counter()
+        yield start, size
+        per_unit = (time.perf_counter() - t0) / size
+        start += size
+        aim = int(CALL_S / max(per_unit, 1e-12)) // multiple * multiple
+        size = max(multiple, min(aim, grow * size))
 
 
 @contextlib.contextmanager

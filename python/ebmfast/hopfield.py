@@ -14,14 +14,13 @@ Randomness (random site order, stochastic dynamics) comes from the shared Philox
 from __future__ import annotations
 
 import numbers
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _core
 from ._backend import check_bool, check_float, check_int, check_memory, check_seed
-from ._interrupt import chunk_size
+from ._interrupt import timed_chunks
 from .ising import _check_spins, sample_ising
 
 __all__ = ["Hopfield", "RecallResult", "HopfieldSample"]
@@ -72,8 +71,6 @@ def _energies(W: np.ndarray, b: np.ndarray, Y8: np.ndarray) -> np.ndarray:
 
 # csrc/cpu/hopfield_recall.cpp: cues per task (kTileCues); see Hopfield._recall_cpu.
 _RECALL_TILE = 128
-# Aimed duration of one recall kernel call: Ctrl-C is answered between calls.
-_RECALL_CALL_S = 0.1
 
 
 @dataclass
@@ -412,31 +409,24 @@ class Hopfield:
         Each cue is recalled by itself and draws Philox chain c whatever the block, so the
         cut changes nothing (tests/test_interrupt.py checks it).
 
-        Blocks are whole kernel tiles (_RECALL_TILE cues, one task each) sized from the
-        time the previous block took, aiming at _RECALL_CALL_S per call: a cue's cost
-        depends on how many sweeps it needs (a few near a stored pattern, up to max_sweeps
-        from random states), which no estimate made beforehand knows. The first block is one
-        tile per thread; a block grows at most 8x per call. Small blocks cost speed: 16-cue
-        blocks (one tile, one thread, 16-row GEMMs) made recall 2.4x slower."""
+        Blocks are whole kernel tiles (_RECALL_TILE cues, one task each) sized by
+        _interrupt.timed_chunks from the time of the previous block: a cue's cost depends
+        on how many sweeps it needs (a few near a stored pattern, up to max_sweeps from
+        random states), which no estimate made beforehand knows. The first block is one
+        tile per thread. Small blocks cost speed: 16-cue blocks (one tile, one thread,
+        16-row GEMMs) made recall 2.4x slower."""
         m, n = S.shape
-        threads = _core.get_num_threads()
-        block = _RECALL_TILE * threads
+        block = _RECALL_TILE * _core.get_num_threads()
         if block >= m:  # one call: the kernel builds the table itself when it pays
             return _core.hopfield_recall(self._W, self._b, S, max_sweeps, random_order, seed, step)
         # The first fields' spin table, built once for all the blocks.
         table = _core.spin_table(self._W)
         sweeps = np.empty(m, np.int32)
         conv = np.empty(m, np.uint8)
-        c0 = 0
-        while c0 < m:
-            part = S[c0:c0 + block]  # contiguous rows: the kernel writes them in place
-            t0 = time.perf_counter()
-            sweeps[c0:c0 + block], conv[c0:c0 + block] = _core.hopfield_recall(
+        for c0, size in timed_chunks(m, block, multiple=_RECALL_TILE):
+            part = S[c0:c0 + size]  # contiguous rows: the kernel writes them in place
+            sweeps[c0:c0 + size], conv[c0:c0 + size] = _core.hopfield_recall(
                 self._W, self._b, part, max_sweeps, random_order, seed, step, c0, table)
-            per_cue = (time.perf_counter() - t0) / part.shape[0]
-            c0 += part.shape[0]
-            aim = int(_RECALL_CALL_S / max(per_cue, 1e-12)) // _RECALL_TILE * _RECALL_TILE
-            block = max(_RECALL_TILE, min(aim, 8 * block))
         return sweeps, conv
 
     def _recall_sync(self, S, max_sweeps):
