@@ -1048,7 +1048,7 @@ PYBIND11_MODULE(_core, m) {
         [](F32 h, std::optional<F32> J, std::optional<I64> indptr, std::optional<I32> indices,
            std::optional<F32> data, F32 betas, bool gibbs, bool random_order,
            std::optional<U8> clamped, I8 S, uint64_t seed, int64_t step, int64_t chain_offset,
-           bool trace, std::optional<F32> fields, bool fields_given) {
+           bool trace, std::optional<F32> fields, bool fields_given, bool exact_fields) {
           require(h.ndim() == 1, "h must be 1-D");
           const int64_t n = h.shape(0);
           require(n >= 1, "the model needs at least one spin");
@@ -1083,6 +1083,7 @@ PYBIND11_MODULE(_core, m) {
           plan.n_sweeps = n_sweeps;
           plan.gibbs = gibbs;
           plan.random_order = random_order;
+          plan.exact_fields = exact_fields;
           if (clamped) {
             require(clamped->ndim() == 1 && clamped->shape(0) == n, "clamped must have shape (n,)");
             plan.clamped = clamped->data();
@@ -1112,11 +1113,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("betas"), py::arg("gibbs"), py::arg("random_order"), py::arg("clamped"),
         py::arg("S").noconvert(), py::arg("seed"), py::arg("step"), py::arg("chain_offset") = 0,
         py::arg("trace") = false, py::arg("fields").noconvert() = py::none(),
-        py::arg("fields_given") = false,
+        py::arg("fields_given") = false, py::arg("exact_fields") = false,
         "Sweeps of single-spin updates on the chains S (int8 +-1, in place). J dense symmetric "
         "(zero diagonal) or CSR (indptr int64, indices int32, data) of both triangles. `fields` "
-        "(float32 [chains, n]) carries the local fields from one call to the next. Returns "
-        "(flips per chain, energy after each sweep [n_sweeps, chains] or None).");
+        "(float32 [chains, n]) carries the local fields from one call to the next. "
+        "`exact_fields`: the caller guarantees float32 field sums are exact (skips the periodic "
+        "refresh). Returns (flips per chain, energy after each sweep [n_sweeps, chains] or None).");
   m.def("bm_step",
         [](F64 W, F64 b, F64 vW, F64 vb, U8 data, I64 rows, std::optional<F64> chains,
            uint64_t seed, int64_t clamped_step, int clamped_sweeps, int64_t free_step,

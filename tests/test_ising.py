@@ -381,6 +381,52 @@ def test_chunked_run_equals_one_call(monkeypatch, order):
     np.testing.assert_array_equal(cut.info["energy_trace"], whole.info["energy_trace"])
 
 
+@pytest.mark.parametrize("h, J, exact", [
+    (np.zeros(4), {(0, 1): 1.0, (1, 2): -1.0, (2, 3): 1.0}, True),          # +-1 spin glass
+    (np.array([0.5, 0, 0, 0.25]), {(0, 1): 0.125, (2, 3): -3.0}, True),      # dyadic
+    (np.zeros(3), {(0, 1): 0.1}, False),                                    # 0.1 is not dyadic
+    (np.zeros(3), {(0, 1): 2.0**30, (1, 2): 2.0}, False),                   # 2^30 + 2 needs 30 bits
+    (np.array([2.0**23, 0, 0]), {(0, 1): 2.0**23, (1, 2): 2.0}, True),      # field <= 2^24 exactly
+    (np.array([2.0**23, 0, 0]), {(0, 1): 2.0**23, (1, 2): 1.0}, False),     # 2^24 + 1 is not a float32
+    (np.zeros(2), {}, True),
+])
+def test_exact_field_detection(h, J, exact):
+    assert _couplings(h, J).exact_fields is exact
+    # float32 sums of exactly these magnitudes: the claim is checkable directly
+    c = _couplings(h, J)
+    if exact and c.data is not None and c.data.size:
+        worst = np.abs(c.h).astype(np.float32) + np.bincount(
+            np.repeat(np.arange(c.n), np.diff(c.indptr)), weights=np.abs(c.data), minlength=c.n
+        ).astype(np.float32)
+        assert np.array_equal(worst.astype(np.float64), np.abs(c.exact[0]) + np.bincount(
+            np.repeat(np.arange(c.n), np.diff(c.indptr)), weights=np.abs(c.exact[1]), minlength=c.n))
+
+
+@pytest.mark.parametrize("storage", ["dense", "csr"])
+def test_exact_fields_skip_the_refresh_without_drift(storage):
+    """Integer couplings: the kernel skips the periodic refresh (exact_fields). The fields it
+    hands back after 70 sweeps (two refresh points) must equal h + J s recomputed in float64,
+    bit for bit, and the samples those of a run that refreshes."""
+    rng = np.random.default_rng(21)
+    n = 90
+    Ju = np.triu(rng.integers(-3, 4, (n, n)), 1).astype(np.float64)
+    if storage == "csr":
+        Ju[rng.random((n, n)) < 0.97] = 0.0  # below 5% density: CSR
+    h = rng.integers(-2, 3, n).astype(np.float64)
+    c = _couplings(h, Ju)
+    assert c.exact_fields and ((c.dense is None) == (storage == "csr"))
+    S0 = np.where(rng.random((33, n)) < 0.5, 1, -1).astype(np.int8)
+    betas = np.full(70, 0.4, np.float32)
+    out = {}
+    for exact in (False, True):
+        S, F = S0.copy(), np.empty(S0.shape, np.float32)
+        _core.ising_chains(c.h, c.dense, c.indptr, c.indices, c.data, betas, False, False, None,
+                           S, 5, 0, 0, False, F, False, exact)
+        out[exact] = (S, F)
+        np.testing.assert_array_equal(F.astype(np.float64), h + S @ (Ju + Ju.T))
+    np.testing.assert_array_equal(out[True][0], out[False][0])
+
+
 @pytest.mark.parametrize("impl", ["portable", "avx2"])
 def test_philox_lane_implementations_agree(impl):
     """The chain kernels draw their uniforms through the run-time chosen Philox lanes

@@ -77,6 +77,10 @@ struct SweepPlan {
   bool gibbs = false;                 // heat-bath acceptance, else Metropolis
   bool random_order = false;          // n sites drawn with replacement per sweep, else 0..n-1
   const uint8_t* clamped = nullptr;   // [n] 1 = the spin never moves, or null
+  // The caller proved float32 field arithmetic exact (h, J multiples of one power of two,
+  // every |h_i| + sum_j |J_ij| within 2^24 of it): incremental fields never drift, so the
+  // periodic refresh is skipped (it would recompute the same bits).
+  bool exact_fields = false;
 };
 
 }  // namespace ebm

@@ -83,7 +83,7 @@ EBM_INLINE void run_block(const Block& B, const RngView& rng, double* energy_tra
   for (int64_t t = 0; t < plan.n_sweeps; ++t) {
     const uint32_t step = rng.step + static_cast<uint32_t>(t);
     // On the absolute step, so a run cut into calls (fields handed over) is the same run.
-    if (step % kRefreshSweeps == 0 && (t > 0 || fields_given))
+    if (!plan.exact_fields && step % kRefreshSweeps == 0 && (t > 0 || fields_given))
       refresh_fields(*B.P, B.S, B.F);
     if (plan.random_order)
       sweep_random<kDense, kGibbs>(B, plan.betas[t], rng.seed, step);

@@ -52,6 +52,7 @@ class _Couplings:
     indices: np.ndarray | None = None
     data: np.ndarray | None = None
     exact: tuple | None = None         # float64 (h, dense or CSR data) for exact energies
+    exact_fields: bool = False         # float32 field sums provably exact (_exact_sums)
 
     @property
     def nnz(self) -> int:
@@ -92,19 +93,40 @@ def _as_float_array(x, name: str, ndim: int, *, fits_f32: bool = False) -> np.nd
     return arr
 
 
-def _check_field_range(c: "_Couplings", rows_abs: np.ndarray | None = None) -> None:
-    """ValueError when some local field |h_i| + sum_j |J_ij| could overflow float32."""
+def _exact_sums(arrays, bound: float) -> bool:
+    """True when every value of ``arrays`` is an integer multiple of one power of two q with
+    bound / q <= 2^24: then every float32 sum of them whose magnitude stays within ``bound``
+    (a local field and each partial sum of its incremental updates) is exact, with no
+    rounding to drift. Integer couplings (+-1 spin glasses) are the common case."""
+    if bound == 0.0:
+        return True
+    k = 24 - math.frexp(bound)[1]  # bound < 2^e, so bound * 2^k < 2^24
+    if not -126 <= k <= 126:  # beyond float32's exponents: not worth proving
+        return False
+    for a in arrays:
+        a = a.ravel()
+        for part in (a[:64], a):  # a mismatch is usually among the first values: cheap exit
+            x = np.ldexp(part, k)
+            if not np.array_equal(x, np.rint(x)):
+                return False
+    return True
+
+
+def _check_field_range(c: "_Couplings") -> None:
+    """ValueError when some local field |h_i| + sum_j |J_ij| could overflow float32; sets
+    ``c.exact_fields``."""
     h_max = float(np.abs(c.exact[0]).max())
     if c.dense is not None:
         J = c.exact[1]
         j_max = max(float(J.max()), -float(J.min())) if J.size else 0.0
-        if j_max * (c.n - 1) + h_max <= _FIELD_MAX:  # cheap sufficient bound, no temporaries
-            return
-        worst = float(np.max(np.abs(c.exact[0]) + np.abs(J).sum(axis=1)))
+        worst = j_max * (c.n - 1) + h_max  # cheap upper bound, no temporaries
+        if worst > _FIELD_MAX:
+            worst = float(np.max(np.abs(c.exact[0]) + np.abs(J).sum(axis=1)))
     else:
         rows = np.repeat(np.arange(c.n), np.diff(c.indptr))
         worst = float(np.max(np.abs(c.exact[0])
                              + np.bincount(rows, weights=np.abs(c.exact[1]), minlength=c.n)))
+    c.exact_fields = worst <= _FIELD_MAX and _exact_sums(c.exact, worst)
     if worst > _FIELD_MAX:
         raise ValueError(f"h and J are too large: a local field |h_i| + sum_j |J_ij| reaches "
                          f"{worst:.3g}, beyond {_FIELD_MAX:.3g} (float32 overflow); rescale "
@@ -434,7 +456,7 @@ def sample_ising(h, J, *, num_reads: int = 100, num_sweeps: int | None = None, b
                 fields = np.empty((num_reads, n), np.float32)
             out = _core.ising_chains(c.h, c.dense, c.indptr, c.indices, c.data, betas_chunk,
                                      proposal == "gibbs", order == "random", clamped, S, seed,
-                                     step, 0, want_trace, fields, not first[0])
+                                     step, 0, want_trace, fields, not first[0], c.exact_fields)
             first[0] = False
             return out
 
