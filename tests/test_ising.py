@@ -381,6 +381,90 @@ def test_chunked_run_equals_one_call(monkeypatch, order):
     np.testing.assert_array_equal(cut.info["energy_trace"], whole.info["energy_trace"])
 
 
+def csr_reference(n, i, j, v):
+    """The CSR of pair couplings written plainly: a dict of summed pairs, sorted."""
+    acc = {}
+    for a, b, x in zip(i.tolist(), j.tolist(), v.tolist()):
+        key = (min(a, b), max(a, b))
+        acc[key] = acc.get(key, 0.0) + x
+    rows = [[] for _ in range(n)]
+    for (a, b), x in acc.items():
+        if x != 0.0:
+            rows[a].append((b, x))
+            rows[b].append((a, x))
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    flat = [e for r in rows for e in sorted(r)]
+    return indptr, np.array([c for c, _ in flat], np.int32), np.array([x for _, x in flat])
+
+
+@pytest.mark.parametrize("n, m", [(1, 0), (2, 1), (5, 30), (40, 200), (300, 900)])
+def test_csr_from_pairs_matches_reference(n, m):
+    rng = np.random.default_rng(n + m)
+    if n < 2:
+        i = j = np.zeros(0, np.int64)
+    else:
+        i = rng.integers(0, n, m)
+        j = (i + rng.integers(1, n, m)) % n  # never i
+    v = rng.choice([-1.0, 0.5, 1.0, 2.0], m)
+    v[: m // 5] = -v[m // 5: 2 * (m // 5)]  # some pairs cancel when repeated
+    if m:
+        i[: m // 5], j[: m // 5] = j[m // 5: 2 * (m // 5)], i[m // 5: 2 * (m // 5)]
+    got = _core.csr_from_pairs(n, i, j, v)
+    want = csr_reference(n, i, j, v)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert got[1].dtype == np.int32 and got[0].dtype == np.int64
+    with pytest.raises(ValueError, match="distinct spins"):
+        _core.csr_from_pairs(3, np.array([0]), np.array([0]), np.array([1.0]))
+    with pytest.raises(ValueError, match="distinct spins"):
+        _core.csr_from_pairs(3, np.array([0]), np.array([3]), np.array([1.0]))
+
+
+def test_pairs_from_dict_fast_path_and_fallbacks():
+    i, j, v = _core.pairs_from_dict({(0, 1): 0.5, (2, 1): -1, (1, 0): 2.0}, 3)
+    assert i.tolist() == [0, 2, 1] and j.tolist() == [1, 1, 0] and v.tolist() == [0.5, -1.0, 2.0]
+    assert _core.pairs_from_dict({}, 3)[0].size == 0
+    for bad in ({(np.int64(0), 1): 1.0}, {(True, 1): 1.0}, {(0.0, 1): 1.0}, {(0, 1, 2): 1.0},
+                {0: 1.0}, {(0, 1): float("nan")}, {(0, 1): 1e39}, {(0, 3): 1.0}, {(-1, 1): 1.0},
+                {(1, 1): 1.0}, {(2**70, 1): 1.0}, {(0, 1): 2**1100}, {(0, 1): "x"}):
+        assert _core.pairs_from_dict(bad, 3) is None, bad
+    # ... and the public call still reports what is wrong through the NumPy path
+    with pytest.raises(ValueError, match="finite"):
+        ef.sample_ising(np.zeros(3), {(0, 1): float("nan")}, num_reads=1, num_sweeps=1)
+    with pytest.raises(ValueError, match="index spins"):
+        ef.sample_ising(np.zeros(3), {(0, 5): 1.0}, num_reads=1, num_sweeps=1)
+    # numpy integer keys and values take the NumPy path to the same couplings
+    a, b = _couplings(np.zeros(3), {(np.int64(0), np.int64(1)): np.float32(0.5)}), \
+        _couplings(np.zeros(3), {(0, 1): 0.5})
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+@pytest.mark.parametrize("chains", [1, 15, 16, 17, 40])
+@pytest.mark.parametrize("n", [1, 2, 7, 130])
+def test_energy_kernels_match_reference(n, chains):
+    rng = np.random.default_rng(n * 7 + chains)
+    Ju, h = random_dense(n, rng)
+    Jsym = Ju + Ju.T
+    S = np.where(rng.random((chains, n)) < 0.5, 1, -1).astype(np.int8)
+    want = ref.ising_energy(h, Jsym, S)
+    tol = 1e-12 * (1 + np.abs(h).sum() + np.abs(Ju).sum())
+    np.testing.assert_allclose(_core.ising_energies_dense(h, Jsym, S), want, rtol=0, atol=tol)
+    Ju[rng.random((n, n)) < 0.5] = 0.0
+    Jsym = Ju + Ju.T
+    r, c = np.nonzero(np.triu(Jsym, 1))
+    indptr, indices, data = _core.csr_from_pairs(n, r, c, Jsym[r, c])
+    np.testing.assert_allclose(_core.ising_energies_csr(h, indptr, indices, data, S),
+                               ref.ising_energy(h, Jsym, S), rtol=0, atol=tol)
+
+
+def test_random_spins_follow_the_init_stream():
+    u = _core.philox_uniforms(3, ref.STREAM_INIT, 0, 37, 101, 5)
+    s = _core.random_spins(3, ref.STREAM_INIT, 0, 37, 101, 5)
+    assert s.dtype == np.int8 and s.shape == (37, 101)
+    np.testing.assert_array_equal(s, np.where(u < 0.5, 1, -1))
+
+
 @pytest.mark.parametrize("h, J, exact", [
     (np.zeros(4), {(0, 1): 1.0, (1, 2): -1.0, (2, 3): 1.0}, True),          # +-1 spin glass
     (np.array([0.5, 0, 0, 0.25]), {(0, 1): 0.125, (2, 3): -3.0}, True),      # dyadic

@@ -143,28 +143,12 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
         for (int64_t i = 0; i < n; ++i) at(l, i) = fields[(c0 + l) * n + i];
     }
     run(B, rng, energy_trace, chains, c0, given);
+    scatter_block(Sb, n, c0, lanes, S);
     for (int l = 0; l < lanes; ++l) {
       flips[c0 + l] = block_flips[l];
-      for (int64_t i = 0; i < n; ++i) S[(c0 + l) * n + i] = Sb[kLanes * i + l];
       if (fields != nullptr)
         for (int64_t i = 0; i < n; ++i) fields[(c0 + l) * n + i] = at(l, i);
     }
-  }
-}
-
-void ising_energies_csr(int64_t n, const double* h, const int64_t* indptr, const int32_t* indices,
-                        const double* data, const int8_t* S, int64_t chains, double* out) {
-#pragma omp parallel for schedule(static) if (parallel_worth(chains * (indptr[n] + n)))
-  for (int64_t c = 0; c < chains; ++c) {
-    const int8_t* s = S + c * n;
-    double field = 0.0, pair = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      double g = 0.0;
-      for (int64_t k = indptr[i]; k < indptr[i + 1]; ++k) g += data[k] * s[indices[k]];
-      field += h[i] * s[i];
-      pair += g * s[i];
-    }
-    out[c] = field + 0.5 * pair;  // both triangles stored: each pair counted twice
   }
 }
 

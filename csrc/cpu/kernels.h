@@ -140,9 +140,23 @@ void ising_chains(const IsingView& P, const SweepPlan& plan, int8_t* S, int64_t 
                   bool fields_given);
 
 // Exact float64 energies h.s + sum_{i<j} J_ij s_i s_j of the chains S [chains, n] with
-// float64 couplings in CSR (both triangles); out [chains] (w).
+// float64 couplings in CSR (both triangles) or dense symmetric J [n, n] (only its upper
+// triangle is read); out [chains] (w). (ising_energies.cpp)
 void ising_energies_csr(int64_t n, const double* h, const int64_t* indptr, const int32_t* indices,
                         const double* data, const int8_t* S, int64_t chains, double* out);
+void ising_energies_dense(int64_t n, const double* h, const double* J, const int8_t* S,
+                          int64_t chains, double* out);
+
+// Symmetric CSR of the m pair couplings (i[k], j[k], v[k]) (0 <= i, j < n, i != j): both
+// triangles, columns ascending per row, duplicate pairs summed, zero sums dropped.
+// indptr [n + 1], indices and data [2 m] (w); returns nnz. (sparse_couplings.cpp)
+int64_t csr_from_pairs(int64_t n, int64_t m, const int64_t* i, const int64_t* j, const double* v,
+                       int64_t* indptr, int32_t* indices, double* data);
+
+// out [chains, n] (w): spin i of chain c is +1 iff its uniform of the stream (seed, stream,
+// chain_offset + c, step, unit i) is below 1/2, else -1.
+void random_spins(uint64_t seed, uint32_t stream, uint32_t step, uint32_t chain_offset,
+                  int64_t chains, int64_t n, int8_t* out);
 
 // --- Boltzmann-machine training (bm_train.cpp)
 // A {0,1} BM of n units (visible, label, hidden; the first n_observed are the data's) with

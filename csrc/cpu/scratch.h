@@ -38,6 +38,7 @@ enum Slot : int {
   kSlotSpinBlock,      // ising_chains: spins of 16 chains, site-major
   kSlotFieldBlock,     // ising_chains: their local fields
   kSlotSpinFloat,      // ising_chains (field refresh), bm_step (lazy fields): spins as floats
+  kSlotSpinWide,       // ising_energies: a block's spins as int32 (CSR) or float64 (dense)
   kSlotLatticeUniforms, // ising_lattice: uniforms of one row (per OpenMP thread)
   kSlotLatticeRow,     // ising_lattice: a neighbour row with its periodic ends
   kSlotRecallSpins,    // hopfield_recall: a tile of cues as floats (per OpenMP thread)

@@ -63,11 +63,7 @@ class _Couplings:
         h, J64 = self.exact
         if self.dense is None:
             return _core.ising_energies_csr(h, self.indptr, self.indices, J64, S)
-        out = np.empty(S.shape[0], np.float64)
-        for r0 in range(0, S.shape[0], 256):
-            X = S[r0:r0 + 256].astype(np.float64)
-            out[r0:r0 + 256] = X @ h + 0.5 * np.einsum("ri,ri->r", X @ J64, X)
-        return out
+        return _core.ising_energies_dense(h, J64, S)
 
 
 def _as_float_array(x, name: str, ndim: int, *, fits_f32: bool = False) -> np.ndarray:
@@ -134,20 +130,10 @@ def _check_field_range(c: "_Couplings") -> None:
 
 
 def _csr_from_pairs(n: int, i: np.ndarray, j: np.ndarray, v: np.ndarray) -> tuple:
-    """Symmetric CSR (both triangles) from pair couplings (i, j, v), duplicates summed."""
-    key = np.minimum(i, j) * n + np.maximum(i, j)
-    uniq, inv = np.unique(key, return_inverse=True)
-    vals = np.bincount(inv.ravel(), weights=v, minlength=uniq.size)
-    keep = vals != 0.0
-    uniq, vals = uniq[keep], vals[keep]
-    a, b = uniq // n, uniq % n
-    rows = np.concatenate([a, b])
-    cols = np.concatenate([b, a])
-    order = np.argsort(rows * n + cols)
-    rows, cols, vv = rows[order], cols[order], np.concatenate([vals, vals])[order]
-    indptr = np.zeros(n + 1, np.int64)
-    indptr[1:] = np.cumsum(np.bincount(rows, minlength=n))
-    return indptr, cols.astype(np.int32), vv
+    """Symmetric CSR (both triangles, columns ascending) from pair couplings (i, j, v) of
+    distinct spins, duplicates summed, zero sums dropped."""
+    return _core.csr_from_pairs(n, np.asarray(i, np.int64), np.asarray(j, np.int64),
+                                np.asarray(v, np.float64))
 
 
 def _symmetric_from_square(M: np.ndarray, name: str) -> np.ndarray:
@@ -179,9 +165,9 @@ def _couplings_unchecked(h, J) -> _Couplings:
     if J is None:
         J = {}
     if isinstance(J, dict):
-        if not J:
-            ii = jj = np.zeros(0, np.int64)
-            vv = np.zeros(0)
+        fast = _core.pairs_from_dict(J, n)  # None: let the checks below say what is wrong
+        if fast is not None:
+            ii, jj, vv = fast
         else:
             try:
                 keys = np.array(list(J.keys()))
@@ -306,11 +292,7 @@ def _betas(h, J, num_sweeps, beta_range, schedule) -> np.ndarray:
 def random_spins(seed: int, chains: int, n: int, chain_offset: int = 0) -> np.ndarray:
     """+-1 spins with probability 1/2 each from the INIT stream (step 0): unit i of chain c
     is +1 iff u < 1/2."""
-    u = _core.philox_uniforms(seed, STREAM_INIT, 0, chains, n, chain_offset)
-    s = (u < 0.5).view(np.int8)
-    s *= 2
-    s -= 1
-    return s
+    return _core.random_spins(seed, STREAM_INIT, 0, chains, n, chain_offset)
 
 
 def _check_bool(value, name: str) -> None:
