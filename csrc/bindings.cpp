@@ -49,13 +49,16 @@ namespace {
 void require(bool ok, const char* msg) {
   if (!ok) throw py::value_error(msg);
 }
-void require(bool ok, const std::string& msg) {
-  if (!ok) throw py::value_error(msg);
-}
+// A message built from pieces only when the check fails: check_2d and friends assembled
+// theirs (several allocations) on every call.
+#define EBM_REQUIRE(ok, msg)                  \
+  do {                                        \
+    if (!(ok)) throw py::value_error(msg);    \
+  } while (0)
 
 void check_2d(const F32& a, const char* name, int64_t rows, int64_t cols) {
-  require(a.ndim() == 2, std::string(name) + " must be 2-D");
-  require((rows < 0 || a.shape(0) == rows) && (cols < 0 || a.shape(1) == cols),
+  EBM_REQUIRE(a.ndim() == 2, std::string(name) + " must be 2-D");
+  EBM_REQUIRE((rows < 0 || a.shape(0) == rows) && (cols < 0 || a.shape(1) == cols),
           std::string(name) + " has shape (" + std::to_string(a.shape(0)) + ", " +
               std::to_string(a.shape(1)) + "), expected (" +
               (rows < 0 ? std::string("*") : std::to_string(rows)) + ", " +
@@ -63,12 +66,12 @@ void check_2d(const F32& a, const char* name, int64_t rows, int64_t cols) {
 }
 
 void check_1d(const F32& a, const char* name, int64_t n) {
-  require(a.ndim() == 1 && a.shape(0) == n,
+  EBM_REQUIRE(a.ndim() == 1 && a.shape(0) == n,
           std::string(name) + " must have shape (" + std::to_string(n) + ",)");
 }
 
 uint32_t check_u32(int64_t v, const char* name) {
-  require(v >= 0 && v <= static_cast<int64_t>(std::numeric_limits<uint32_t>::max()),
+  EBM_REQUIRE(v >= 0 && v <= static_cast<int64_t>(std::numeric_limits<uint32_t>::max()),
           std::string(name) + " must be in [0, 2**32)");
   return static_cast<uint32_t>(v);
 }
@@ -150,10 +153,10 @@ std::pair<int64_t, int> bm_call(F64 W, F64 b, F64 vW, F64 vb, U8 data, I64 rows,
       "W must be a square (n, n) array with n >= 1");
   const int64_t n = W.shape(0);
   auto vec = [&](const F64& a, const char* name) {
-    require(a.ndim() == 1 && a.shape(0) == n, std::string(name) + " must have shape (n,)");
+    EBM_REQUIRE(a.ndim() == 1 && a.shape(0) == n, std::string(name) + " must have shape (n,)");
   };
   auto mat = [&](const F64& a, const char* name, int64_t r) {
-    require(a.ndim() == 2 && a.shape(0) == r && a.shape(1) == n,
+    EBM_REQUIRE(a.ndim() == 2 && a.shape(0) == r && a.shape(1) == n,
         std::string(name) + " must have shape (" + std::to_string(r) + ", n)");
   };
   vec(b, "b");
@@ -189,7 +192,7 @@ std::pair<int64_t, int> bm_call(F64 W, F64 b, F64 vW, F64 vb, U8 data, I64 rows,
   batch.rows = rows.data();
   batch.n_rows = n_rows;
   auto writable = [](auto& a, const char* name) {
-    require(a.writeable(), std::string(name) + " must be writeable");
+    EBM_REQUIRE(a.writeable(), std::string(name) + " must be writeable");
     return a.mutable_data();
   };
   if (chains) {
@@ -849,12 +852,12 @@ PYBIND11_MODULE(_core, m) {
     v.kind = static_cast<ebm::EnergyKind>(kind);
     v.d = d;
     auto arr = [&](const char* key, std::vector<int64_t> shape) -> const float* {
-      require(prm.contains(key), std::string("energy parameter '") + key + "' is missing");
+      EBM_REQUIRE(prm.contains(key), std::string("energy parameter '") + key + "' is missing");
       F32 a = prm[key].cast<F32>();
-      require(a.ndim() == static_cast<py::ssize_t>(shape.size()),
+      EBM_REQUIRE(a.ndim() == static_cast<py::ssize_t>(shape.size()),
               std::string("energy parameter '") + key + "' has the wrong number of dimensions");
       for (size_t i = 0; i < shape.size(); ++i)
-        require(shape[i] < 0 || a.shape(i) == shape[i],
+        EBM_REQUIRE(shape[i] < 0 || a.shape(i) == shape[i],
                 std::string("energy parameter '") + key + "' has the wrong shape");
       e->keep.push_back(a);
       return a.data();
