@@ -33,35 +33,44 @@ EBM_INLINE void spins_d16(const int32_t* p, vd8& lo, vd8& hi) {
   hi = __builtin_convertvector(b, vd8);
 }
 
-// out[c0 + l] = sum_i s_i (h_i + sum_{j>i} J_ij s_j) for the block's lanes; g_i for one
-// row at a time over its upper part (contiguous), four partial sums against the latency.
+// out[c0 + l] = sum_i s_i (h_i + sum_{j>i} J_ij s_j) for the block's lanes; g_i for four
+// rows at a time over their upper parts (contiguous), so each pair of spin vectors loaded
+// feeds eight multiply-adds (one row at a time, the loads bounded the loop).
+EBM_INLINE void load_d16(const double* p, vd8& lo, vd8& hi) {
+  __builtin_memcpy(&lo, p, sizeof lo);
+  __builtin_memcpy(&hi, p + 8, sizeof hi);
+}
+
 EBM_CLONES void dense_block_energy(int64_t n, const double* h, const double* J, const double* Sd,
                                    int lanes, double* out) {
   vd8 e_lo = {}, e_hi = {};
-  for (int64_t i = 0; i < n; ++i) {
-    const double* row = J + n * i;
-    vd8 g_lo[4] = {}, g_hi[4] = {};
-    int64_t j = i + 1;
-    for (; j + 4 <= n; j += 4)
-      for (int q = 0; q < 4; ++q) {
-        vd8 a, b;
-        __builtin_memcpy(&a, Sd + kLanes * (j + q), sizeof a);
-        __builtin_memcpy(&b, Sd + kLanes * (j + q) + 8, sizeof b);
-        g_lo[q] += row[j + q] * a;
-        g_hi[q] += row[j + q] * b;
-      }
-    for (; j < n; ++j) {
-      vd8 a, b;
-      __builtin_memcpy(&a, Sd + kLanes * j, sizeof a);
-      __builtin_memcpy(&b, Sd + kLanes * j + 8, sizeof b);
-      g_lo[0] += row[j] * a;
-      g_hi[0] += row[j] * b;
+  for (int64_t i = 0; i < n; i += 4) {
+    const int rows = static_cast<int>(std::min<int64_t>(4, n - i));
+    vd8 g_lo[4] = {}, g_hi[4] = {}, s_lo, s_hi;
+    // the triangle's corner: row i + k starts at column i + k + 1
+    for (int64_t j = i + 1; j < std::min<int64_t>(i + 4, n); ++j) {
+      load_d16(Sd + kLanes * j, s_lo, s_hi);
+      for (int k = 0; k < rows; ++k)
+        if (j > i + k) {
+          g_lo[k] += J[n * (i + k) + j] * s_lo;
+          g_hi[k] += J[n * (i + k) + j] * s_hi;
+        }
     }
-    vd8 si_lo, si_hi;
-    __builtin_memcpy(&si_lo, Sd + kLanes * i, sizeof si_lo);
-    __builtin_memcpy(&si_hi, Sd + kLanes * i + 8, sizeof si_hi);
-    e_lo += si_lo * (h[i] + ((g_lo[0] + g_lo[1]) + (g_lo[2] + g_lo[3])));
-    e_hi += si_hi * (h[i] + ((g_hi[0] + g_hi[1]) + (g_hi[2] + g_hi[3])));
+    if (rows == 4) {
+      const double *r0 = J + n * i, *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+      for (int64_t j = i + 4; j < n; ++j) {
+        load_d16(Sd + kLanes * j, s_lo, s_hi);
+        g_lo[0] += r0[j] * s_lo; g_hi[0] += r0[j] * s_hi;
+        g_lo[1] += r1[j] * s_lo; g_hi[1] += r1[j] * s_hi;
+        g_lo[2] += r2[j] * s_lo; g_hi[2] += r2[j] * s_hi;
+        g_lo[3] += r3[j] * s_lo; g_hi[3] += r3[j] * s_hi;
+      }
+    }
+    for (int k = 0; k < rows; ++k) {
+      load_d16(Sd + kLanes * (i + k), s_lo, s_hi);
+      e_lo += s_lo * (h[i + k] + g_lo[k]);
+      e_hi += s_hi * (h[i + k] + g_hi[k]);
+    }
   }
   for (int l = 0; l < lanes; ++l) out[l] = l < 8 ? e_lo[l] : e_hi[l - 8];
 }
