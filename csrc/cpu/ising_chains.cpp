@@ -25,14 +25,12 @@ using namespace spin_block;
 
 constexpr int64_t kRefreshSweeps = 32;
 
+// One lane's decision against its threshold (heat_bath_thresholds / metropolis_thresholds:
+// the four sites' logs are taken sixteen lanes at a time, not one exp per lane and site).
 template <bool kGibbs>
-EBM_INLINE bool decide_lane(float s, float g, float u, float beta) {
-  if constexpr (kGibbs) {
-    const float p_up = 1.0f / (1.0f + exp_f(2.0f * beta * g));
-    return (u < p_up) != (s > 0.0f);
-  } else {
-    return u < exp_f(2.0f * beta * (g * s));
-  }
+EBM_INLINE bool decide_lane(float s, float g, float L, float beta) {
+  if constexpr (kGibbs) return (2.0f * beta * g < L) != (s > 0.0f);
+  return L < 2.0f * beta * (g * s);
 }
 
 template <bool kDense, bool kGibbs>
@@ -44,6 +42,8 @@ EBM_INLINE void sweep_random(const Block& B, float beta, uint64_t seed, uint32_t
   for (int64_t k0 = 0; k0 < n; k0 += 4) {
     philox_chain_lanes(seed, kStreamAccept, B.chain0, step, static_cast<uint32_t>(k0 / 4), 1, u);
     philox_chain_lanes(seed, kStreamProposal, B.chain0, step, static_cast<uint32_t>(k0 / 4), 1, pick);
+    if constexpr (kGibbs) heat_bath_thresholds(u, 4 * kLanes);
+    else metropolis_thresholds(u, 4 * kLanes);
     const int64_t k_end = std::min<int64_t>(k0 + 4, n);
     for (int64_t k = k0; k < k_end; ++k) {
       for (int l = 0; l < B.lanes; ++l) {
